@@ -1,4 +1,83 @@
-//! Fair, herd-free distributed locks on Apache ZooKeeper.
+//! Fair, herd-free distributed locks on Apache ZooKeeper, with fencing tokens and a lock that
+//! knows when it is lost.
+//!
+//! # The algorithm
+//!
+//! Every contender creates an `EPHEMERAL_SEQUENTIAL` node under the lock path; the server numbers
+//! them in arrival order. A contender holds the lock when no node that blocks it is left before
+//! its own; for a [`Mutex`] that means it is first. Otherwise it watches exactly the one node
+//! just before it and waits. When the holder deletes its node, only its successor is woken:
+//! one release wakes one waiter whatever the length of the queue (no thundering herd), and the
+//! lock passes strictly in arrival order (FIFO).
+//!
+//! * An uncontended acquire costs one round trip: the create and the listing of the directory
+//!   are sent back to back and answered together.
+//! * Every node carries a name unique to its attempt (Curator's `_c_<uuid>-lock-` layout), so a
+//!   create whose answer was lost to a connection failure is found again by name, and adopted
+//!   only if its owner is our own session.
+//! * The duty to delete our node is armed *before* the create is sent and runs on every way out:
+//!   error, timeout, a dropped future, a dropped guard. It retries until the node is gone or the
+//!   session is over. No orphan node is left to block everyone behind it.
+//! * Lock directories are created as container nodes, which the server reaps once empty.
+//!
+//! # What a lock on ZooKeeper can promise
+//!
+//! While the session lives and our node exists, no other contender of the same lock is granted.
+//! But a holder can be paused (GC, SIGSTOP, a slow VM) or cut off, its session can expire, and the
+//! lock can pass to the next contender while the old holder still runs: no lock service can
+//! prevent that. This crate does two things about it:
+//!
+//! * **The lost-lock signal.** Each guard has a [`LockState`]: `Held`, `Suspended` while the
+//!   connection is down, and `Lost` once the server *may* have expired the session. The clock
+//!   counts from the last moment the server is known to have heard from us, and `Lost` is raised
+//!   at 85 % of the session timeout after it, so before the server can give the lock to anyone
+//!   else. A process that was itself paused sees `Lost` as soon as it looks.
+//! * **Fencing tokens.** [`MutexGuard::fencing_token`] is the creation zxid of our node: strictly
+//!   larger for every later holder, across leader changes. A resource that remembers the largest
+//!   token it has seen and refuses smaller ones is safe even from a holder that does not know it
+//!   lost the lock. For data in ZooKeeper itself, [`MutexGuard::fenced`] writes only if our node
+//!   still exists, in one atomic multi-op.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use zk_lock::{zk, LockState, Mutex};
+//!
+//! let client = zk::Client::connect("127.0.0.1:2181").await?;
+//! let mutex = Mutex::builder(&client, "/locks/orders").data("worker-1").build()?;
+//!
+//! let guard = mutex.lock().await?;
+//! assert_eq!(guard.state(), LockState::Held);
+//! println!("my turn, token {}", guard.fencing_token());
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
 
+mod cleanup;
+mod error;
+mod fenced;
+mod guard;
+mod held;
+mod mutex;
+mod node;
+mod participant;
+mod path;
+mod queue;
+mod session;
+mod state;
+mod token;
+
+pub use error::{Error, Result};
+pub use fenced::FencedWrite;
+pub use guard::MutexGuard;
+pub use mutex::{InterProcessMutex, Mutex, MutexBuilder};
+pub use participant::Participant;
+pub use path::LockPath;
+pub use state::LockState;
+pub use token::FencingToken;
+/// The ZooKeeper client this crate is built on, re-exported so that versions match.
 pub use zookeeper_client as zk;

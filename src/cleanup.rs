@@ -1,0 +1,179 @@
+//! The duty to delete our lock node, armed before the create is sent.
+//!
+//! A [`NodeCleanup`] exists from before an acquire attempt sends its create until its node is
+//! known to be gone. Whatever ends the attempt or the hold (an error, a timeout, the caller
+//! dropping the future, a guard dropped without `release`), dropping an armed cleanup queues the
+//! delete at once (requests are sent when called, so this works even from a synchronous `Drop`)
+//! and then retries it in the background until the node is gone or the session is over,
+//! whatever deadline the caller had.
+
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::error::{outcome, Error, Outcome, Result};
+use crate::node::AttemptName;
+use crate::path::LockPath;
+
+/// Upper bound of delete attempts; each waits for an answer or a reconnect, so this is far more
+/// than a session lifetime of retries.
+const MAX_ATTEMPTS: u32 = 10_000;
+
+#[derive(Debug)]
+pub(crate) struct NodeCleanup {
+    client: zk::Client,
+    dir: LockPath,
+    attempt: AttemptName,
+    /// Full path of our node once the create's answer told it.
+    node: Option<String>,
+    armed: bool,
+}
+
+impl NodeCleanup {
+    pub(crate) fn arm(client: zk::Client, dir: LockPath, attempt: AttemptName) -> NodeCleanup {
+        NodeCleanup { client, dir, attempt, node: None, armed: true }
+    }
+
+    pub(crate) fn set_node(&mut self, node: String) {
+        self.node = Some(node);
+    }
+
+    pub(crate) fn client(&self) -> &zk::Client {
+        &self.client
+    }
+
+    /// Nothing was created (the create definitely failed): nothing to clean.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Deletes our node now, retrying through connection trouble, and disarms.
+    ///
+    /// Cancel safety: if the future is dropped before it finishes, the cleanup stays armed and
+    /// its `Drop` goes on in the background.
+    pub(crate) async fn delete_now(&mut self) -> Result<()> {
+        let result = delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref()).await;
+        self.armed = false;
+        result
+    }
+}
+
+impl Drop for NodeCleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Queue the delete right away: it goes out even if no task ever polls it.
+        let first = self.node.as_deref().map(|node| self.client.delete(node, None));
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(dir = %self.dir, "lock node cleanup outside a tokio runtime: delete sent once, not retried");
+            return;
+        };
+        let client = self.client.clone();
+        let dir = self.dir.clone();
+        let attempt = self.attempt.clone();
+        let node = self.node.clone();
+        rt.spawn(async move {
+            if let Some(first) = first {
+                match first.await {
+                    Ok(()) | Err(zk::Error::NoNode) => return,
+                    Err(e) if outcome(&e) == Outcome::Terminal => return,
+                    Err(_) => {}
+                }
+            }
+            if let Err(e) = delete_until_gone(&client, &dir, &attempt, node.as_deref()).await {
+                tracing::error!(dir = %dir, error = %e, "could not delete lock node in the background");
+            }
+        });
+    }
+}
+
+/// Finds the node of `attempt` by its unique name, owned by our session.
+pub(crate) async fn find_by_name(
+    client: &zk::Client,
+    dir: &LockPath,
+    attempt: &AttemptName,
+) -> Result<Option<(String, zk::Stat)>> {
+    let mut backoff = Backoff::new();
+    for _ in 0..MAX_ATTEMPTS {
+        // A sync first, so that a create sent before a reconnect is seen by the read.
+        let listed = async {
+            client.sync(dir.as_str()).await?;
+            client.list_children(dir.as_str()).await
+        }
+        .await;
+        let children = match listed {
+            Ok(children) => children,
+            Err(zk::Error::NoNode) => return Ok(None),
+            Err(e) if outcome(&e) == Outcome::Unknown => {
+                backoff.wait().await;
+                continue;
+            }
+            Err(e) => return Err(Error::from_zk(e, dir.as_str())),
+        };
+        let Some(name) = children.into_iter().find(|c| attempt.is_mine(c)) else { return Ok(None) };
+        let path = dir.child(&name);
+        match client.check_stat(&path).await {
+            Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => return Ok(Some((path, stat))),
+            Ok(_) => return Ok(None),
+            Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+            Err(e) => return Err(Error::from_zk(e, &path)),
+        }
+    }
+    Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+}
+
+async fn delete_until_gone(
+    client: &zk::Client,
+    dir: &LockPath,
+    attempt: &AttemptName,
+    node: Option<&str>,
+) -> Result<()> {
+    let mut backoff = Backoff::new();
+    let mut node = node.map(str::to_owned);
+    for _ in 0..MAX_ATTEMPTS {
+        let path = match &node {
+            Some(path) => path.clone(),
+            None => match find_by_name(client, dir, attempt).await {
+                Ok(Some((path, _))) => {
+                    node = Some(path.clone());
+                    path
+                }
+                Ok(None) => return Ok(()),
+                Err(Error::SessionExpired | Error::SessionClosed) => return Ok(()),
+                Err(e) => return Err(e),
+            },
+        };
+        match client.delete(&path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => {
+                tracing::debug!(node = %path, "lock node deleted");
+                return Ok(());
+            }
+            Err(e) => match outcome(&e) {
+                // The session is over: the server deleted its ephemeral nodes.
+                Outcome::Terminal => return Ok(()),
+                Outcome::Unknown => {
+                    tracing::debug!(node = %path, error = %e, "delete of lock node failed, retrying");
+                    backoff.wait().await
+                }
+                Outcome::Definite => return Err(Error::from_zk(e, &path)),
+            },
+        }
+    }
+    Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+}
+
+/// Exponential backoff from 5 ms to 500 ms between retries after an unknown outcome.
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff(Duration::from_millis(5))
+    }
+
+    pub(crate) async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_millis(500));
+    }
+}

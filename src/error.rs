@@ -1,0 +1,147 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+/// Everything that can go wrong in this crate.
+///
+/// Errors are `Send + Sync + Clone`, and their messages are lowercase, as the Rust API guidelines
+/// ask. New variants may be added, so match with a wildcard arm.
+///
+/// # Examples
+///
+/// ```
+/// use zk_lock::{Error, LockPath};
+///
+/// let err = LockPath::new("relative/path").unwrap_err();
+/// assert!(matches!(err, Error::InvalidPath { .. }));
+/// assert_eq!(err.to_string(), "invalid lock path \"relative/path\": must start with '/'");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The lock path is not a valid ZooKeeper path, or cannot hold lock nodes (for example it
+    /// lies under an ephemeral node). Nothing was written to the server.
+    #[error("invalid lock path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// The ZooKeeper session expired: every ephemeral node of it, lock nodes included, is gone.
+    /// The `Client` is dead for good; connect a new one.
+    #[error("zookeeper session expired")]
+    SessionExpired,
+
+    /// The ZooKeeper client was closed, or its authentication failed for good.
+    #[error("zookeeper client closed")]
+    SessionClosed,
+
+    /// The lock is no longer held: our lock node was deleted (by session expiry or by someone
+    /// else), or the session may have expired while we could not reach the server.
+    #[error("lock {path} lost")]
+    LockLost {
+        /// The lock path.
+        path: String,
+    },
+
+    /// The server refused the request for lack of permission (ACL).
+    #[error("not authorized on {path}")]
+    NotAuthorized {
+        /// The path the request was about.
+        path: String,
+    },
+
+    /// `try_lock` found the lock taken: nothing was written.
+    #[error("lock {path} is held by another contender")]
+    WouldBlock {
+        /// The lock path.
+        path: String,
+    },
+
+    /// The operation did not finish in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// Any other error the ZooKeeper client reported.
+    #[error("zookeeper error: {0}")]
+    ZooKeeper(#[from] zk::Error),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do with an error from the ZooKeeper client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The request may or may not have been applied (connection trouble): look, then retry.
+    Unknown,
+    /// The session is over for good.
+    Terminal,
+    /// The server answered with a definite error.
+    Definite,
+}
+
+/// Sorts a client error into what the caller must do about it.
+///
+/// `zookeeper-client` 0.11 can fail requests that were in flight when a connection died with a
+/// raw transport error (`Custom`, `UnexpectedError`) or `Timeout` instead of `ConnectionLoss`; all
+/// of them mean "outcome unknown".
+pub(crate) fn outcome(err: &zk::Error) -> Outcome {
+    use zk::Error as E;
+    match err {
+        E::SessionExpired | E::ClientClosed | E::AuthFailed => Outcome::Terminal,
+        E::ConnectionLoss
+        | E::Timeout
+        | E::Custom(_)
+        | E::UnexpectedError(_)
+        | E::SessionMoved
+        | E::Throttled
+        | E::NotReadOnly
+        | E::NoHosts => Outcome::Unknown,
+        _ => Outcome::Definite,
+    }
+}
+
+impl Error {
+    /// Converts a client error about `path` into ours, giving ACL and session errors their own
+    /// variants.
+    pub(crate) fn from_zk(err: zk::Error, path: &str) -> Error {
+        match err {
+            zk::Error::SessionExpired => Error::SessionExpired,
+            zk::Error::ClientClosed | zk::Error::AuthFailed => Error::SessionClosed,
+            zk::Error::NoAuth => Error::NotAuthorized { path: path.to_owned() },
+            other => Error::ZooKeeper(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn assert<T: Send + Sync + 'static + std::error::Error>() {}
+        assert::<Error>();
+    }
+
+    #[test]
+    fn raw_transport_errors_mean_unknown_outcome() {
+        assert_eq!(outcome(&zk::Error::ConnectionLoss), Outcome::Unknown);
+        assert_eq!(outcome(&zk::Error::Timeout), Outcome::Unknown);
+        assert_eq!(outcome(&zk::Error::UnexpectedError("reset".into())), Outcome::Unknown);
+        assert_eq!(outcome(&zk::Error::SessionExpired), Outcome::Terminal);
+        assert_eq!(outcome(&zk::Error::NoNode), Outcome::Definite);
+    }
+
+    #[test]
+    fn session_and_acl_errors_get_their_own_variants() {
+        assert_eq!(Error::from_zk(zk::Error::SessionExpired, "/a"), Error::SessionExpired);
+        assert_eq!(Error::from_zk(zk::Error::NoAuth, "/a"), Error::NotAuthorized { path: "/a".into() });
+        assert_eq!(Error::from_zk(zk::Error::NoNode, "/a"), Error::ZooKeeper(zk::Error::NoNode));
+    }
+}

@@ -1,0 +1,161 @@
+//! Writes to ZooKeeper that only apply while we hold the lock.
+
+use zookeeper_client as zk;
+
+use crate::error::{Error, Result};
+use crate::held::Held;
+use crate::state::LockState;
+
+/// A multi-op write to ZooKeeper that the server applies only if our lock node still exists:
+/// the operations and a check of our node commit together, or not at all.
+///
+/// Made by [`MutexGuard::fenced`](crate::MutexGuard::fenced).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+/// let mut write = guard.fenced();
+/// write.set_data("/config/leader", b"worker-7", None)?;
+/// write.commit().await?; // Err(Error::LockLost) if our lock node is gone
+/// # Ok(()) }
+/// ```
+pub struct FencedWrite<'a> {
+    writer: zk::CheckWriter<'a>,
+    held: &'a Held,
+}
+
+impl std::fmt::Debug for FencedWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FencedWrite").field("lock_node", &self.held.node()).finish_non_exhaustive()
+    }
+}
+
+impl<'a> FencedWrite<'a> {
+    pub(crate) fn new(held: &'a Held) -> FencedWrite<'a> {
+        let writer = held.client().new_check_writer(held.node(), None).expect("lock node path was valid when created");
+        FencedWrite { writer, held }
+    }
+
+    /// Adds a `setData` of `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZooKeeper`] if `path` is not a valid path.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// let mut write = guard.fenced();
+    /// write.set_data("/app/state", b"v2", Some(1))?;
+    /// write.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_data(&mut self, path: &str, data: &[u8], expected_version: Option<i32>) -> Result<()> {
+        self.writer.add_set_data(path, data, expected_version).map_err(|e| Error::from_zk(e, path))
+    }
+
+    /// Adds a `create` of `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZooKeeper`] if `path` or `options` are not valid.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// use zk_lock::zk::{Acls, CreateMode};
+    /// let mut write = guard.fenced();
+    /// write.create("/app/job-17", b"done", &CreateMode::Persistent.with_acls(Acls::anyone_all()))?;
+    /// write.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create(&mut self, path: &str, data: &[u8], options: &zk::CreateOptions<'_>) -> Result<()> {
+        self.writer.add_create(path, data, options).map_err(|e| Error::from_zk(e, path))
+    }
+
+    /// Adds a `delete` of `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZooKeeper`] if `path` is not a valid path.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// let mut write = guard.fenced();
+    /// write.delete("/app/job-17", None)?;
+    /// write.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn delete(&mut self, path: &str, expected_version: Option<i32>) -> Result<()> {
+        self.writer.add_delete(path, expected_version).map_err(|e| Error::from_zk(e, path))
+    }
+
+    /// Adds a check that `path` has `version`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZooKeeper`] if `path` is not a valid path.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// let mut write = guard.fenced();
+    /// write.check_version("/app/schema", 3)?;
+    /// write.set_data("/app/state", b"v4", None)?;
+    /// write.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn check_version(&mut self, path: &str, version: i32) -> Result<()> {
+        self.writer.add_check_version(path, version).map_err(|e| Error::from_zk(e, path))
+    }
+
+    /// Sends the write. It applies only if our lock node still exists at that moment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockLost`] if our lock node is gone (nothing applied) or the lock is already known
+    /// to be lost (nothing sent); otherwise the first failing operation's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// The request is sent when `commit` is called; dropping the future does not withdraw it, you
+    /// only lose its answer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// let mut write = guard.fenced();
+    /// write.set_data("/app/state", b"v2", None)?;
+    /// match write.commit().await {
+    ///     Ok(_) => println!("written under the lock"),
+    ///     Err(zk_lock::Error::LockLost { .. }) => println!("not written: lock lost"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn commit(self) -> Result<Vec<zk::MultiWriteResult>> {
+        let held = self.held;
+        let lost = || Error::LockLost { path: held.lock.to_string() };
+        if held.state() == LockState::Lost {
+            return Err(lost());
+        }
+        match self.writer.commit().await {
+            Ok(results) => Ok(results),
+            Err(zk::CheckWriteError::CheckFailed { source: zk::Error::NoNode }) => {
+                held.tracker.lose("lock node gone at a fenced write");
+                Err(lost())
+            }
+            Err(zk::CheckWriteError::CheckFailed { source } | zk::CheckWriteError::RequestFailed { source }) => {
+                Err(Error::from_zk(source, held.node()))
+            }
+            Err(zk::CheckWriteError::OperationFailed { source, .. }) => Err(Error::from_zk(source, held.lock.as_str())),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The guard of a held mutex.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::fenced::FencedWrite;
+use crate::held::Held;
+use crate::state::LockState;
+use crate::token::FencingToken;
+
+/// Proof that we hold a [`Mutex`](crate::Mutex): owned, `'static`, `Send + Sync`.
+///
+/// Release it with [`release`](MutexGuard::release), which returns once our node is deleted.
+/// Dropping it without `release` deletes the node in the background, with the same retries; it
+/// never blocks and never panics.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+/// let guard = mutex.lock().await?;
+/// println!("token {}, node {}", guard.fencing_token(), guard.node());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "if unused the lock is released at once"]
+pub struct MutexGuard {
+    held: Arc<Held>,
+}
+
+impl MutexGuard {
+    pub(crate) fn new(held: Held) -> MutexGuard {
+        MutexGuard { held: Arc::new(held) }
+    }
+
+    /// The fencing token of this hold: strictly larger than every earlier holder's.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// let token = guard.fencing_token();
+    /// // send `token.as_i64()` with every write to the protected resource
+    /// # }
+    /// ```
+    pub fn fencing_token(&self) -> FencingToken {
+        self.held.token
+    }
+
+    /// Full path of our lock node.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// assert!(guard.node().starts_with("/locks/orders/_c_"));
+    /// # }
+    /// ```
+    pub fn node(&self) -> &str {
+        self.held.node()
+    }
+
+    /// Sequence number of our lock node (its place in arrival order).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// println!("we were number {}", guard.sequence());
+    /// # }
+    /// ```
+    pub fn sequence(&self) -> i64 {
+        self.held.seq
+    }
+
+    /// The state of the lock now: [`LockState::Held`], [`LockState::Suspended`] or
+    /// [`LockState::Lost`]. After the process itself was paused for longer than the session
+    /// allows, this is `Lost` at once, before any task had a chance to run.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// if guard.state() != zk_lock::LockState::Held {
+    ///     return; // do not touch the resource without fencing
+    /// }
+    /// # }
+    /// ```
+    pub fn state(&self) -> LockState {
+        self.held.state()
+    }
+
+    /// A watch of the lock's state, to follow `Held` → `Suspended` → `Held`/`Lost`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// let mut states = guard.state_watcher();
+    /// while states.changed().await.is_ok() {
+    ///     println!("lock is now {:?}", *states.borrow());
+    /// }
+    /// # }
+    /// ```
+    pub fn state_watcher(&self) -> watch::Receiver<LockState> {
+        self.held.tracker.subscribe()
+    }
+
+    /// Resolves once the lock is [`LockState::Lost`]; use it in `select!` to stop work.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn work() {}
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// tokio::select! {
+    ///     _ = work() => {}
+    ///     _ = guard.lost() => eprintln!("lock lost, work abandoned"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn lost(&self) {
+        let mut rx = self.held.tracker.subscribe();
+        loop {
+            if *rx.borrow_and_update() == LockState::Lost || self.held.state() == LockState::Lost {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Enters the lock again through this guard: the returned guard shares our node, and the
+    /// node is deleted when the last of them is released or dropped. Reentrancy is explicit and
+    /// counted, never tied to a thread.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// let outer = mutex.lock().await?;
+    /// let inner = outer.reenter();
+    /// assert_eq!(outer.hold_count(), 2);
+    /// inner.release().await?; // still held by `outer`
+    /// outer.release().await?; // now deleted
+    /// # Ok(()) }
+    /// ```
+    pub fn reenter(&self) -> MutexGuard {
+        MutexGuard { held: self.held.clone() }
+    }
+
+    /// How many guards share this hold (1 unless [`reenter`](MutexGuard::reenter) was used).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// assert_eq!(guard.hold_count(), 1);
+    /// # }
+    /// ```
+    pub fn hold_count(&self) -> usize {
+        Arc::strong_count(&self.held)
+    }
+
+    /// A write to ZooKeeper that applies only while our lock node exists.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// let mut write = guard.fenced();
+    /// write.set_data("/app/state", b"v2", None)?;
+    /// write.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fenced(&self) -> FencedWrite<'_> {
+        FencedWrite::new(&self.held)
+    }
+
+    /// Releases the lock: returns once our node is deleted (or the session is over), retrying
+    /// through connection loss. With re-entered guards alive, it only gives up this one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockLost`](crate::Error::LockLost) if the lock had been lost while held (the node
+    /// is gone all the same), [`Error::NotAuthorized`](crate::Error::NotAuthorized) if an ACL
+    /// forbids the delete.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it finishes, the delete goes on in the
+    /// background, as for a dropped guard.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn release(self) -> Result<()> {
+        match Arc::try_unwrap(self.held) {
+            Ok(held) => held.release().await,
+            Err(_shared) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! What every guard of a held lock shares: the node, its token, its state, and the duty to
+//! delete it.
+
+use std::sync::Arc;
+
+use zookeeper_client as zk;
+
+use crate::cleanup::NodeCleanup;
+use crate::error::{Error, Result};
+use crate::path::LockPath;
+use crate::queue::{Queue, Ticket};
+use crate::state::{LockState, Tracker};
+use crate::token::FencingToken;
+
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) lock: LockPath,
+    pub(crate) seq: i64,
+    pub(crate) token: FencingToken,
+    pub(crate) tracker: Arc<Tracker>,
+    cleanup: NodeCleanup,
+}
+
+impl Held {
+    pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
+        let tracker = Tracker::new(queue.session().clone(), ticket.node.clone());
+        tracing::debug!(lock = %queue.dir, node = %ticket.node, token = %ticket.token, "lock held");
+        Held { lock: queue.dir.clone(), seq: ticket.seq, token: ticket.token, tracker, cleanup: ticket.cleanup }
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.tracker.node
+    }
+
+    pub(crate) fn client(&self) -> &zk::Client {
+        self.cleanup.client()
+    }
+
+    pub(crate) fn state(&self) -> LockState {
+        self.tracker.state()
+    }
+
+    /// Deletes the node; `Err(LockLost)` (after the delete) if the lock had been lost meanwhile.
+    pub(crate) async fn release(mut self) -> Result<()> {
+        let was_lost = self.tracker.state() == LockState::Lost;
+        self.tracker.start_release();
+        self.cleanup.delete_now().await?;
+        tracing::debug!(lock = %self.lock, node = %self.node(), token = %self.token, "released");
+        if was_lost {
+            Err(Error::LockLost { path: self.lock.to_string() })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Our own delete must not be taken for a loss; the cleanup's Drop deletes if still armed.
+        self.tracker.start_release();
+    }
+}

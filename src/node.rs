@@ -1,0 +1,121 @@
+//! Names of lock nodes: how ours are made and how everyone's are read.
+//!
+//! The layout is Apache Curator's: `_c_<uuid>-<marker><sequence>`, where the uuid is new for every
+//! attempt (so a node whose create had an unknown outcome can be found by name), the marker names
+//! the kind of contender (`lock-` for a mutex) and the sequence is the server's ten-digit counter.
+
+use uuid::Uuid;
+
+/// Curator's protected-name prefix.
+const PROTECTED: &str = "_c_";
+
+/// One node in a lock directory that parses as a contender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Contender {
+    /// The child name (not the full path).
+    pub(crate) name: String,
+    /// The sequence suffix.
+    pub(crate) seq: i64,
+    /// Index into the layout's markers of the marker this node carries.
+    pub(crate) kind: usize,
+}
+
+/// Which child names count as contenders, and how new ones are named.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Markers before the sequence suffix, e.g. `["lock-"]`.
+    pub(crate) markers: &'static [&'static str],
+}
+
+impl Layout {
+    /// The layout of a mutex (Curator's `InterProcessMutex`).
+    pub(crate) const MUTEX: Layout = Layout { markers: &["lock-"] };
+
+    /// Reads `name` as a contender: the text after the last marker must be a sequence number.
+    /// Anything else in the directory is foreign and ignored.
+    pub(crate) fn parse(&self, name: &str) -> Option<Contender> {
+        self.markers.iter().enumerate().find_map(|(kind, marker)| {
+            let at = name.rfind(marker)?;
+            let suffix = &name[at + marker.len()..];
+            let digits = suffix.strip_prefix('-').unwrap_or(suffix);
+            if digits.len() < 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let seq: i64 = suffix.parse().ok()?;
+            Some(Contender { name: name.to_owned(), seq, kind })
+        })
+    }
+
+    /// The contenders among `children`, in queue order.
+    pub(crate) fn contenders<'a>(&self, children: impl IntoIterator<Item = &'a String>) -> Vec<Contender> {
+        let mut v: Vec<Contender> = children.into_iter().filter_map(|c| self.parse(c)).collect();
+        v.sort_unstable_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.name.cmp(&b.name)));
+        v
+    }
+}
+
+/// The name of one acquire attempt: unique, so that its node can be found by name.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptName {
+    /// `_c_<uuid>-`: identifies our node among the children.
+    pub(crate) unique: String,
+    /// `_c_<uuid>-<marker>`: what the create is sent with (the server appends the sequence).
+    pub(crate) prefix: String,
+}
+
+impl AttemptName {
+    pub(crate) fn new(marker: &str) -> AttemptName {
+        let mut unique = String::with_capacity(PROTECTED.len() + 37 + marker.len());
+        unique.push_str(PROTECTED);
+        unique.push_str(Uuid::new_v4().hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        unique.push('-');
+        let mut prefix = unique.clone();
+        prefix.push_str(marker);
+        AttemptName { unique, prefix }
+    }
+
+    /// Whether `child` is the node of this attempt.
+    pub(crate) fn is_mine(&self, child: &str) -> bool {
+        child.starts_with(&self.unique)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_curator_and_ignores_foreign_children() {
+        let l = Layout::MUTEX;
+        let c = l.parse("_c_0f4e36e2-8c8b-4b5e-9d2c-1b7c8a3e4f5a-lock-0000000042").unwrap();
+        assert_eq!(c.seq, 42);
+        assert!(l.parse("lock-0000000007").is_some());
+        assert!(l.parse("config").is_none());
+        assert!(l.parse("_c_x-lock-12").is_none());
+        assert!(l.parse("_c_x-lock-00000000ab").is_none());
+        assert_eq!(l.parse("x-lock--2147483648").unwrap().seq, -2147483648);
+    }
+
+    #[test]
+    fn contenders_sort_by_sequence_not_by_name() {
+        let children: Vec<String> = vec![
+            "_c_b-lock-0000000002".into(),
+            "junk".into(),
+            "_c_a-lock-0000000003".into(),
+            "_c_z-lock-0000000001".into(),
+        ];
+        let order: Vec<i64> = Layout::MUTEX.contenders(&children).iter().map(|c| c.seq).collect();
+        assert_eq!(order, [1, 2, 3]);
+    }
+
+    #[test]
+    fn attempt_names_are_unique_and_recognised() {
+        let a = AttemptName::new("lock-");
+        let b = AttemptName::new("lock-");
+        assert_ne!(a.unique, b.unique);
+        assert!(a.prefix.ends_with("-lock-"));
+        assert!(a.is_mine(&format!("{}0000000001", a.prefix)));
+        assert!(!b.is_mine(&format!("{}0000000001", a.prefix)));
+        assert_eq!(a.unique.len(), 3 + 36 + 1);
+    }
+}

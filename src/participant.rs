@@ -1,0 +1,102 @@
+//! A contender as others see it.
+
+use crate::token::FencingToken;
+
+/// One contender in a lock's queue, as listed by [`Mutex::participants`](crate::Mutex::participants).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+/// for (place, p) in mutex.participants().await?.iter().enumerate() {
+///     println!("{place}: {} session {:#x} data {:?}", p.node(), p.session_id(), p.data());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    node: String,
+    sequence: i64,
+    session_id: i64,
+    data: Vec<u8>,
+    token: FencingToken,
+}
+
+impl Participant {
+    pub(crate) fn new(node: String, sequence: i64, session_id: i64, data: Vec<u8>, token: FencingToken) -> Participant {
+        Participant { node, sequence, session_id, data, token }
+    }
+
+    /// Full path of the contender's lock node.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// if let Some(holder) = mutex.participants().await?.first() {
+    ///     println!("held through {}", holder.node());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The node's sequence number (its place in arrival order).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// let seqs: Vec<i64> = mutex.participants().await?.iter().map(|p| p.sequence()).collect();
+    /// assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    /// # Ok(()) }
+    /// ```
+    pub fn sequence(&self) -> i64 {
+        self.sequence
+    }
+
+    /// The ZooKeeper session that owns the node (its `ephemeralOwner`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex, client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// let mine = mutex.participants().await?.iter().any(|p| p.session_id() == client.session_id().0);
+    /// # Ok(()) }
+    /// ```
+    pub fn session_id(&self) -> i64 {
+        self.session_id
+    }
+
+    /// The data the contender stored in its node (see
+    /// [`MutexBuilder::data`](crate::MutexBuilder::data)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// if let Some(holder) = mutex.participants().await?.first() {
+    ///     println!("held by {}", String::from_utf8_lossy(holder.data()));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The fencing token the contender has (or will have once granted).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// if let Some(holder) = mutex.participants().await?.first() {
+    ///     println!("current token {}", holder.fencing_token());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn fencing_token(&self) -> FencingToken {
+        self.token
+    }
+}

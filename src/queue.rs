@@ -1,0 +1,299 @@
+//! The queue engine: the one wait loop every recipe runs, with a policy saying who blocks whom.
+//!
+//! 1. **Enqueue**: create an `EPHEMERAL_SEQUENTIAL` node with a name unique to this attempt and,
+//!    back to back on the same session, list the directory. Both requests go out before either
+//!    answer is read, so an uncontended acquire costs one round trip.
+//! 2. **Wait**: sort the contenders by sequence, ask the policy which earlier node blocks us,
+//!    and watch exactly that node with `get_and_watch_data` (a data watch, which unlike `exists`
+//!    leaves nothing behind when the node is already gone). When it changes or is gone, list again.
+//!    One release therefore wakes one waiter, however long the queue.
+//! 3. **Dequeue**: delete our node, retried until it is gone or the session is over.
+//!
+//! Any connection-ish error means "outcome unknown": after an unknown create we look for our
+//! node by its unique name and adopt it only if its `ephemeralOwner` is our session.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use zookeeper_client as zk;
+
+use crate::cleanup::{find_by_name, Backoff, NodeCleanup};
+use crate::error::{outcome, Error, Outcome, Result};
+use crate::node::{AttemptName, Contender, Layout};
+use crate::path::LockPath;
+use crate::session::SessionShared;
+use crate::token::FencingToken;
+
+/// How many times a vanished lock directory is re-created within one acquire.
+const MAX_DIR_RECREATES: u32 = 16;
+/// Bound on retries of one read after unknown outcomes.
+const MAX_READ_RETRIES: u32 = 10_000;
+
+/// Who blocks whom: the one thing recipes change.
+pub(crate) trait Policy: Send + Sync {
+    /// The index in `queue` (sorted, holder first) of the contender that the contender at `me`
+    /// must wait for, or `None` when it may proceed. It should name the nearest blocker, so that
+    /// one release wakes one waiter.
+    fn blocker(&self, queue: &[Contender], me: usize) -> Option<usize>;
+}
+
+/// A mutex: everyone waits for the contender just before it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exclusive;
+
+impl Policy for Exclusive {
+    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<usize> {
+        me.checked_sub(1)
+    }
+}
+
+/// The fixed part of a queue: where, how nodes are named, what they carry.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) client: zk::Client,
+    pub(crate) dir: LockPath,
+    layout: Layout,
+    /// Index of this queue's own marker in `layout`.
+    kind: usize,
+    data: Vec<u8>,
+    acls: Vec<zk::Acl>,
+    session: OnceLock<Arc<SessionShared>>,
+}
+
+/// One contender's place in the queue: our node, its cleanup duty, and the last listing seen.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    pub(crate) cleanup: NodeCleanup,
+    /// Full path of our node.
+    pub(crate) node: String,
+    /// Child name of our node.
+    pub(crate) name: String,
+    pub(crate) seq: i64,
+    pub(crate) token: FencingToken,
+    /// Our place in the queue at the last listing (0 = first).
+    pub(crate) position: usize,
+    children: Vec<String>,
+}
+
+impl Queue {
+    pub(crate) fn new(
+        client: zk::Client,
+        dir: LockPath,
+        layout: Layout,
+        kind: usize,
+        data: Vec<u8>,
+        acls: Vec<zk::Acl>,
+    ) -> Queue {
+        Queue { client, dir, layout, kind, data, acls, session: OnceLock::new() }
+    }
+
+    pub(crate) fn session(&self) -> &Arc<SessionShared> {
+        self.session.get_or_init(|| SessionShared::for_client(&self.client))
+    }
+
+    fn marker(&self) -> &'static str {
+        self.layout.markers[self.kind]
+    }
+
+    /// Creates our node and lists the directory, pipelined.
+    ///
+    /// Cancel safety: the returned ticket's cleanup is armed before the create is sent; dropping
+    /// this future at any point leaves no node behind.
+    pub(crate) async fn enqueue(&self) -> Result<Ticket> {
+        let attempt = AttemptName::new(self.marker());
+        let prefix = self.dir.child(&attempt.prefix);
+        let mut cleanup = NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone());
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&self.acls));
+        let mut recreated = 0;
+        let mut backoff = Backoff::new();
+        loop {
+            let sent = Instant::now();
+            let create = self.client.create(&prefix, &self.data, &options);
+            let list = self.client.list_children(self.dir.as_str());
+            let (created, listed) = tokio::join!(create, list);
+            let (node, stat) = match created {
+                Ok((stat, seq)) => {
+                    self.session().heard(sent);
+                    (format!("{prefix}{seq}"), stat)
+                }
+                Err(zk::Error::NoNode) if recreated < MAX_DIR_RECREATES => {
+                    recreated += 1;
+                    self.make_dir().await?;
+                    continue;
+                }
+                Err(e) => match outcome(&e) {
+                    Outcome::Unknown => match find_by_name(&self.client, &self.dir, &attempt).await? {
+                        Some((node, stat)) => {
+                            tracing::debug!(node = %node, "create had an unknown outcome; found and adopted our node");
+                            (node, stat)
+                        }
+                        None => {
+                            backoff.wait().await;
+                            continue;
+                        }
+                    },
+                    _ => {
+                        cleanup.disarm();
+                        return Err(self.create_error(e));
+                    }
+                },
+            };
+            cleanup.set_node(node.clone());
+            let name = node[self.dir.as_str().len() + 1..].to_owned();
+            let seq = self.layout.parse(&name).map(|c| c.seq).unwrap_or(-1);
+            let children = match listed {
+                Ok(children) if children.contains(&name) => children,
+                _ => self.list().await?,
+            };
+            tracing::debug!(lock = %self.dir, node = %node, token = stat.czxid, "enqueued");
+            return Ok(Ticket {
+                cleanup,
+                node,
+                name,
+                seq,
+                token: FencingToken::from_i64(stat.czxid),
+                position: 0,
+                children,
+            });
+        }
+    }
+
+    fn create_error(&self, e: zk::Error) -> Error {
+        match e {
+            zk::Error::NoChildrenForEphemerals => {
+                Error::InvalidPath { path: self.dir.to_string(), reason: "lies under an ephemeral node" }
+            }
+            zk::Error::NoNode => {
+                Error::InvalidPath { path: self.dir.to_string(), reason: "its directory keeps vanishing" }
+            }
+            e => Error::from_zk(e, self.dir.as_str()),
+        }
+    }
+
+    /// Creates the lock directory and its missing parents as container nodes.
+    async fn make_dir(&self) -> Result<()> {
+        let options = zk::CreateMode::Container.with_acls(zk::Acls::new(&self.acls));
+        let mut backoff = Backoff::new();
+        for _ in 0..MAX_READ_RETRIES {
+            match self.client.mkdir(self.dir.as_str(), &options).await {
+                Ok(()) => return Ok(()),
+                Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+                Err(e) => return Err(self.create_error(e)),
+            }
+        }
+        Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+    }
+
+    /// Lists the directory, retrying unknown outcomes.
+    pub(crate) async fn list(&self) -> Result<Vec<String>> {
+        let mut backoff = Backoff::new();
+        for _ in 0..MAX_READ_RETRIES {
+            let sent = Instant::now();
+            match self.client.list_children(self.dir.as_str()).await {
+                Ok(children) => {
+                    self.session().heard(sent);
+                    return Ok(children);
+                }
+                Err(zk::Error::NoNode) => return Ok(Vec::new()),
+                Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+                Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
+            }
+        }
+        Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+    }
+
+    /// The contenders now in the directory, in queue order.
+    pub(crate) fn contenders(&self, children: &[String]) -> Vec<Contender> {
+        self.layout.contenders(children)
+    }
+
+    /// Whether a new contender of our kind would have to wait behind `queue`.
+    pub(crate) fn would_block(&self, queue: &[Contender], policy: &dyn Policy) -> bool {
+        let mut with_me = queue.to_vec();
+        with_me.push(Contender { name: String::new(), seq: i64::MAX, kind: self.kind });
+        policy.blocker(&with_me, with_me.len() - 1).is_some()
+    }
+
+    /// Whether the ticket may proceed now, from its last listing, without waiting.
+    pub(crate) fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
+        let queue = self.contenders(&ticket.children);
+        let me = self.find_me(&queue, ticket)?;
+        ticket.position = me;
+        Ok(policy.blocker(&queue, me).is_none())
+    }
+
+    fn find_me(&self, queue: &[Contender], ticket: &Ticket) -> Result<usize> {
+        match queue.iter().position(|c| c.name == ticket.name) {
+            Some(me) => Ok(me),
+            None if self.client.state().is_terminated() => Err(Error::SessionExpired),
+            None => Err(Error::LockLost { path: self.dir.to_string() }),
+        }
+    }
+
+    /// Waits until the policy lets the ticket proceed.
+    ///
+    /// Cancel safety: this future may be dropped at any point; the ticket keeps the cleanup duty.
+    pub(crate) async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<()> {
+        let mut backoff = Backoff::new();
+        loop {
+            let queue = self.contenders(&ticket.children);
+            let me = self.find_me(&queue, ticket)?;
+            ticket.position = me;
+            let Some(blocker) = policy.blocker(&queue, me) else {
+                tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted");
+                return Ok(());
+            };
+            let watched = self.dir.child(&queue[blocker].name);
+            drop(queue);
+            tracing::trace!(lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
+            match self.client.get_and_watch_data(&watched).await {
+                Ok((_, _, watcher)) => {
+                    watcher.changed().await;
+                }
+                Err(zk::Error::NoNode) => {}
+                Err(e) => match outcome(&e) {
+                    Outcome::Unknown => backoff.wait().await,
+                    _ => return Err(Error::from_zk(e, &watched)),
+                },
+            }
+            ticket.children = self.list().await?;
+        }
+    }
+
+    /// The nodes in the queue with their owners and data, in queue order.
+    pub(crate) async fn participants(&self) -> Result<Vec<crate::Participant>> {
+        let mut backoff = Backoff::new();
+        for _ in 0..MAX_READ_RETRIES {
+            let queue = self.contenders(&self.list().await?);
+            if queue.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut reader = self.client.new_multi_reader();
+            for c in &queue {
+                reader.add_get_data(&self.dir.child(&c.name)).map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
+            }
+            let results = match reader.commit().await {
+                Ok(results) => results,
+                Err(e) if outcome(&e) == Outcome::Unknown => {
+                    backoff.wait().await;
+                    continue;
+                }
+                Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
+            };
+            let mut out = Vec::with_capacity(queue.len());
+            for (c, r) in queue.into_iter().zip(results) {
+                if let zk::MultiReadResult::Data { data, stat } = r {
+                    out.push(crate::Participant::new(
+                        self.dir.child(&c.name),
+                        c.seq,
+                        stat.ephemeral_owner,
+                        data,
+                        FencingToken::from_i64(stat.czxid),
+                    ));
+                }
+            }
+            return Ok(out);
+        }
+        Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+    }
+}

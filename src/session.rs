@@ -1,0 +1,242 @@
+//! The session monitor: when did the server last hear from us, and is the connection up?
+//!
+//! One monitor runs per ZooKeeper session (and chroot) while locks are held on it. It keeps
+//! `last_heard`, a lower bound of the last moment the server received something from us: the
+//! send time of the latest request that got an answer. The server cannot expire the session
+//! before `last_heard + session_timeout`, so a holder that declares its lock lost at
+//! `last_heard + LOST_AFTER` is always earlier than the server. While locks are held, a
+//! heartbeat (an `exists` on the root) keeps `last_heard` fresh, and after a lock has been held
+//! for one heartbeat period a data watch on its own node tells when someone deletes it.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use zookeeper_client as zk;
+
+use crate::error::{outcome, Outcome};
+use crate::state::Tracker;
+
+/// Share of the session timeout after `last_heard` at which held locks are declared lost.
+const LOST_AFTER: (u32, u32) = (17, 20);
+/// Share of the session timeout without contact after which held locks are suspended.
+const SUSPEND_AFTER: (u32, u32) = (1, 3);
+/// Share of the session timeout between heartbeats while locks are held.
+const HEARTBEAT_EVERY: (u32, u32) = (1, 10);
+
+fn share(d: Duration, (n, m): (u32, u32)) -> Duration {
+    d * n / m
+}
+
+type Registry = StdMutex<HashMap<(i64, String), Weak<SessionShared>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// What every lock on one session shares.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    client: zk::Client,
+    base: Instant,
+    /// Nanoseconds after `base` of the last send whose answer came back.
+    heard: AtomicU64,
+    trackers: StdMutex<Vec<Weak<Tracker>>>,
+    wake: Arc<Notify>,
+    terminated: AtomicBool,
+    pub(crate) lost_after: Duration,
+    pub(crate) suspend_after: Duration,
+    pub(crate) heartbeat_every: Duration,
+}
+
+impl SessionShared {
+    /// The shared state of `client`'s session, made (and its monitor started) on first use.
+    /// Must be called within a tokio runtime.
+    pub(crate) fn for_client(client: &zk::Client) -> Arc<SessionShared> {
+        let key = (client.session_id().0, client.path().to_owned());
+        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(shared) = map.get(&key).and_then(Weak::upgrade) {
+            return shared;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let timeout = client.session_timeout();
+        let base = Instant::now();
+        let shared = Arc::new(SessionShared {
+            client: client.clone(),
+            base,
+            heard: AtomicU64::new(0),
+            trackers: StdMutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            terminated: AtomicBool::new(false),
+            lost_after: share(timeout, LOST_AFTER),
+            suspend_after: share(timeout, SUSPEND_AFTER),
+            heartbeat_every: share(timeout, HEARTBEAT_EVERY).max(Duration::from_millis(10)),
+        });
+        map.insert(key, Arc::downgrade(&shared));
+        tokio::spawn(monitor(Arc::downgrade(&shared), shared.wake.clone()));
+        shared
+    }
+
+    /// Records that a request sent at `sent` was answered.
+    pub(crate) fn heard(&self, sent: Instant) {
+        let nanos = sent.saturating_duration_since(self.base).as_nanos() as u64;
+        self.heard.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    fn last_heard(&self) -> Instant {
+        self.base + Duration::from_nanos(self.heard.load(Ordering::Acquire))
+    }
+
+    /// Whether the server may have expired the session by `now`, as far as we can know.
+    pub(crate) fn may_have_expired(&self, now: Instant) -> bool {
+        self.terminated.load(Ordering::Acquire) || now >= self.last_heard() + self.lost_after
+    }
+
+    pub(crate) fn register(&self, tracker: &Arc<Tracker>) {
+        if self.terminated.load(Ordering::Acquire) || self.client.state().is_terminated() {
+            tracker.lose("session is over");
+        }
+        let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        trackers.push(Arc::downgrade(tracker));
+        drop(trackers);
+        self.wake.notify_one();
+    }
+
+    fn live_trackers(&self) -> Vec<Arc<Tracker>> {
+        let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        trackers.retain(|w| w.strong_count() > 0);
+        trackers.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+impl Drop for SessionShared {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+type Heartbeat = Pin<Box<dyn std::future::Future<Output = (Instant, Result<Option<zk::Stat>, zk::Error>)> + Send>>;
+
+async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
+    let Some(client) = weak.upgrade().map(|s| s.client.clone()) else { return };
+    let mut states = client.state_watcher();
+    let mut heartbeat: Option<Heartbeat> = None;
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        let now = Instant::now();
+        let state = client.state();
+        let trackers = s.live_trackers();
+        if state.is_terminated() {
+            s.terminated.store(true, Ordering::Release);
+            for t in &trackers {
+                t.lose("session is over");
+            }
+            return;
+        }
+        if trackers.is_empty() {
+            heartbeat = None;
+            drop(s);
+            wake.notified().await;
+            continue;
+        }
+        let heard = s.last_heard();
+        let connected = state == zk::SessionState::SyncConnected;
+        if now >= heard + s.lost_after {
+            for t in &trackers {
+                t.lose("no contact with the server for 85% of the session timeout");
+            }
+        }
+        let fresh = connected && now < heard + s.suspend_after;
+        let mut next = now + s.heartbeat_every;
+        for t in &trackers {
+            t.set_connected(fresh);
+            if !t.watched.load(Ordering::Acquire) {
+                let due = t.since + s.heartbeat_every;
+                if connected && now >= due {
+                    t.watched.store(true, Ordering::Release);
+                    tokio::spawn(watch_node(Arc::downgrade(t), client.clone()));
+                } else if due > now {
+                    next = next.min(due);
+                }
+            }
+        }
+        if heartbeat.is_none() && connected && now >= heard + s.heartbeat_every {
+            let sent = now;
+            let probe = client.check_stat("/");
+            heartbeat = Some(Box::pin(async move { (sent, probe.await) }));
+        }
+        for at in [heard + s.heartbeat_every, heard + s.suspend_after, heard + s.lost_after] {
+            if at > now {
+                next = next.min(at);
+            }
+        }
+        drop(trackers);
+        drop(s);
+        tokio::select! {
+            _ = states.changed() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = wake.notified() => {}
+            (sent, result) = async { heartbeat.as_mut().expect("guarded").await }, if heartbeat.is_some() => {
+                heartbeat = None;
+                if result.is_ok() {
+                    if let Some(s) = weak.upgrade() {
+                        s.heard(sent);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watches the holder's own node, so that its deletion by anyone but the holder is a loss.
+async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
+    for _ in 0..u32::MAX {
+        let Some(t) = tracker.upgrade() else { return };
+        if t.is_releasing() {
+            return;
+        }
+        let path = t.node.clone();
+        let session = t.session().clone();
+        let retry_in = session.heartbeat_every;
+        drop(t);
+        let sent = Instant::now();
+        let result = client.get_and_watch_data(&path).await;
+        let lose = |why: &str| {
+            if let Some(t) = tracker.upgrade() {
+                t.lose(why);
+            }
+        };
+        match result {
+            Ok((_, stat, watcher)) => {
+                session.heard(sent);
+                drop(session);
+                if stat.ephemeral_owner != client.session_id().0 {
+                    lose("lock node belongs to another session");
+                    return;
+                }
+                let event = watcher.changed().await;
+                match event.event_type {
+                    zk::EventType::NodeDeleted => {
+                        lose("lock node deleted");
+                        return;
+                    }
+                    zk::EventType::Session => return,
+                    _ => continue,
+                }
+            }
+            Err(zk::Error::NoNode) => {
+                lose("lock node deleted");
+                return;
+            }
+            Err(e) if outcome(&e) == Outcome::Terminal => return,
+            Err(_) => {
+                drop(session);
+                tokio::time::sleep(retry_in).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What a holder knows about its lock: held, suspended or lost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::session::SessionShared;
+
+/// The state of a held lock, as far as its holder can know it.
+///
+/// It follows Apache Curator's contract, per lock rather than per connection:
+///
+/// * [`Held`](LockState::Held): the session is connected and our lock node exists.
+/// * [`Suspended`](LockState::Suspended): we cannot reach the server right now, so we can no
+///   longer be sure; stop work that needs the lock, or fence it. It goes back to `Held` when the
+///   connection comes back in time.
+/// * [`Lost`](LockState::Lost): we certainly do not hold the lock, or the server may already have
+///   given it to someone else: the session expired or was closed, our node was deleted, or we have
+///   not heard from the server for so long that it may have expired the session. `Lost` is final.
+///
+/// `Lost` is reported *before* the server can expire the session: the clock starts at the last
+/// moment the server is known to have heard from us, and `Lost` is declared at 85 % of the
+/// negotiated session timeout after it, whatever the connection is doing. A process that was
+/// itself paused (SIGSTOP, a long GC-like stall) finds its guards `Lost` as soon as it looks.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(guard: zk_lock::MutexGuard) {
+/// use zk_lock::LockState;
+///
+/// match guard.state() {
+///     LockState::Held => { /* go on */ }
+///     LockState::Suspended => { /* pause, or write only with the fencing token */ }
+///     LockState::Lost => { /* stop: someone else may hold it now */ }
+///     _ => {}
+/// }
+/// # }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockState {
+    /// Connected, and our lock node exists.
+    Held,
+    /// The connection is lost for now; we can no longer be sure we hold the lock.
+    Suspended,
+    /// We do not hold the lock (any more), or may not. Final.
+    Lost,
+}
+
+/// The state of one held lock, shared by its guards and the session monitor.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    tx: watch::Sender<LockState>,
+    session: Arc<SessionShared>,
+    /// Full path of our lock node.
+    pub(crate) node: String,
+    /// When it was granted.
+    pub(crate) since: Instant,
+    /// Set while the holder deletes its own node on purpose, so that the deletion is not taken
+    /// for a loss.
+    releasing: AtomicBool,
+    /// Set once a watch on our own node has been armed by the monitor.
+    pub(crate) watched: AtomicBool,
+}
+
+impl Tracker {
+    pub(crate) fn new(session: Arc<SessionShared>, node: String) -> Arc<Tracker> {
+        let (tx, _) = watch::channel(LockState::Held);
+        let tracker = Arc::new(Tracker {
+            tx,
+            session,
+            node,
+            since: Instant::now(),
+            releasing: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
+        });
+        tracker.session.register(&tracker);
+        tracker
+    }
+
+    /// The state now, noticing a passed deadline even if no task ran since (e.g. after the
+    /// process was paused).
+    pub(crate) fn state(&self) -> LockState {
+        if *self.tx.borrow() != LockState::Lost && self.session.may_have_expired(Instant::now()) {
+            self.lose("no contact with the server for too long");
+        }
+        *self.tx.borrow()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<LockState> {
+        self.state();
+        self.tx.subscribe()
+    }
+
+    /// Moves between `Held` and `Suspended`; never out of `Lost`.
+    pub(crate) fn set_connected(&self, connected: bool) {
+        let next = if connected { LockState::Held } else { LockState::Suspended };
+        self.tx.send_if_modified(|cur| {
+            if *cur == LockState::Lost || *cur == next {
+                return false;
+            }
+            tracing::info!(node = %self.node, state = ?next, "lock state changed");
+            *cur = next;
+            true
+        });
+    }
+
+    /// Declares the lock lost, once.
+    pub(crate) fn lose(&self, why: &str) {
+        if self.releasing.load(Ordering::Acquire) {
+            return;
+        }
+        self.tx.send_if_modified(|cur| {
+            if *cur == LockState::Lost {
+                return false;
+            }
+            tracing::warn!(node = %self.node, reason = why, "lock lost");
+            *cur = LockState::Lost;
+            true
+        });
+    }
+
+    pub(crate) fn start_release(&self) {
+        self.releasing.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_releasing(&self) -> bool {
+        self.releasing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn session(&self) -> &Arc<SessionShared> {
+        &self.session
+    }
+}
