@@ -1,0 +1,356 @@
+//! The fair mutex against a real ZooKeeper server: exclusion, FIFO, tokens, herd-freedom,
+//! try-lock without writes, bad input, participants, reentrancy, fencing, loss by deletion.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use common::{children, connect, shared_connect, unique_path, ZkServer};
+use zk_lock::zk::{self, Acls, CreateMode};
+use zk_lock::{Error, FencingToken, LockState, Mutex};
+
+const T: Duration = Duration::from_secs(4);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_contenders_fifty_cycles_fifo_exclusive_and_tokens_grow() {
+    let connect_string = shared_connect();
+    let path = unique_path("fifo");
+    let holders = Arc::new(AtomicUsize::new(0));
+    let max_holders = Arc::new(AtomicUsize::new(0));
+    let grants: Arc<StdMutex<Vec<(i64, FencingToken)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let client = connect(&connect_string, T).await;
+        let mutex = Mutex::new(&client, path.clone()).unwrap();
+        let (holders, max_holders, grants) = (holders.clone(), max_holders.clone(), grants.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let guard = mutex.lock().await.expect("lock");
+                let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                max_holders.fetch_max(now, Ordering::SeqCst);
+                grants.lock().unwrap().push((guard.sequence(), guard.fencing_token()));
+                tokio::task::yield_now().await;
+                holders.fetch_sub(1, Ordering::SeqCst);
+                guard.release().await.expect("release");
+            }
+            client
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(tokio::time::timeout(Duration::from_secs(120), t).await.expect("no progress").unwrap());
+    }
+    assert_eq!(max_holders.load(Ordering::SeqCst), 1, "two holders at once");
+    let grants = grants.lock().unwrap().clone();
+    assert_eq!(grants.len(), 16 * 50);
+    let inversions = grants.windows(2).filter(|w| w[1].0 <= w[0].0).count();
+    assert_eq!(inversions, 0, "grants out of node-sequence order");
+    assert!(grants.windows(2).all(|w| w[1].1 > w[0].1), "fencing tokens must grow from holder to holder");
+    assert!(children(&clients[0], &path).await.is_empty(), "nodes left behind");
+}
+
+/// Parses `wchp` output: watched path -> watching session ids.
+fn watchers_by_path(wchp: &str) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    let mut current = None;
+    for line in wchp.lines() {
+        if line.starts_with('/') {
+            current = Some(line.trim().to_owned());
+            map.entry(line.trim().to_owned()).or_default();
+        } else if let (Some(p), true) = (&current, !line.trim().is_empty()) {
+            map.get_mut(p).unwrap().push(line.trim().to_owned());
+        }
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_release_wakes_exactly_one_of_64_waiters() {
+    let server = ZkServer::start();
+    let cs = server.connect_string();
+    let path = "/herd/lock";
+    let holder_client = connect(&cs, Duration::from_secs(10)).await;
+    let holder = Mutex::new(&holder_client, path).unwrap().lock().await.unwrap();
+    let holder_session = format!("{:#x}", holder_client.session_id().0);
+
+    let (granted_tx, mut granted_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Waiters hold until the counters of the first handoff have been read.
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut waiter_clients = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = connect(&cs, Duration::from_secs(10)).await;
+        for _ in 0..8 {
+            let mutex = Mutex::new(&client, path).unwrap();
+            let tx = granted_tx.clone();
+            let mut go = go_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let guard = mutex.lock().await.expect("lock");
+                tx.send(guard.sequence()).unwrap();
+                go.wait_for(|go| *go).await.unwrap();
+                guard.release().await.expect("release");
+            }));
+        }
+        waiter_clients.push(client);
+    }
+    // All 64 queued, each with its watch set.
+    let queued = common::wait_until(Duration::from_secs(20), || {
+        let wchp = watchers_by_path(&server.four_letter("wchp"));
+        wchp.keys().filter(|p| p.starts_with("/herd/lock/")).count() >= 64
+    })
+    .await;
+    assert!(queued, "64 waiters did not queue: {}", server.four_letter("wchp"));
+    assert_eq!(children(&holder_client, path).await.len(), 65);
+
+    let wchp = watchers_by_path(&server.four_letter("wchp"));
+    let holder_watchers = &wchp[holder.node()];
+    let other_watchers: Vec<_> = holder_watchers.iter().filter(|s| **s != holder_session).collect();
+    assert_eq!(other_watchers.len(), 1, "exactly one waiter watches the holder: {holder_watchers:?}");
+    for (p, sessions) in &wchp {
+        if p.starts_with("/herd/lock/") {
+            assert!(sessions.len() <= 2, "{p} watched by {sessions:?}");
+        }
+        assert_ne!(p, "/herd/lock", "nobody may watch the directory");
+    }
+    let before = server.mntr();
+    holder.release().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), granted_rx.recv()).await.unwrap().unwrap();
+    let after = server.mntr();
+    let fired =
+        after.get("zk_sum_node_deleted_watch_count").unwrap() - before.get("zk_sum_node_deleted_watch_count").unwrap();
+    // One notification for the successor, plus the holder's watch on its own node if armed.
+    assert_eq!(fired as usize, holder_watchers.len(), "watch notifications on one release");
+    assert_eq!(
+        after.get("zk_sum_node_children_watch_count").unwrap_or(0),
+        before.get("zk_sum_node_children_watch_count").unwrap_or(0),
+        "no child watch may fire"
+    );
+    go_tx.send(true).unwrap();
+    let mut order = vec![first];
+    for _ in 1..64 {
+        order.push(tokio::time::timeout(Duration::from_secs(20), granted_rx.recv()).await.unwrap().unwrap());
+    }
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "FIFO: {order:?}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(waiter_clients);
+}
+
+fn zxid(server: &ZkServer) -> String {
+    server.srvr().lines().find(|l| l.starts_with("Zxid:")).unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_lock_on_a_busy_lock_writes_nothing() {
+    let server = ZkServer::start();
+    let a = connect(&server.connect_string(), T).await;
+    let b = connect(&server.connect_string(), T).await;
+    let ma = Mutex::new(&a, "/busy/lock").unwrap();
+    let mb = Mutex::new(&b, "/busy/lock").unwrap();
+    let guard = ma.try_lock().await.expect("free lock is taken by try_lock");
+    let before = zxid(&server);
+    for _ in 0..20 {
+        match mb.try_lock().await {
+            Err(Error::WouldBlock { path }) => assert_eq!(path, "/busy/lock"),
+            other => panic!("expected WouldBlock, got {other:?}"),
+        }
+    }
+    assert_eq!(zxid(&server), before, "a busy try_lock must not write");
+    assert_eq!(children(&a, "/busy/lock").await.len(), 1);
+    guard.release().await.unwrap();
+    let g = mb.try_lock().await.expect("free again");
+    g.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_paths_are_refused_and_nothing_is_created() {
+    let client = connect(&shared_connect(), T).await;
+    for bad in ["", "relative/lock", "/", "/trailing/", "/a//b", "/a/./b", "/a/../b", "/nul\0byte", "/zookeeper/x"] {
+        match Mutex::new(&client, bad) {
+            Err(Error::InvalidPath { path, .. }) => assert_eq!(path, bad),
+            other => panic!("{bad:?}: expected InvalidPath, got {other:?}"),
+        }
+    }
+    // A path under an ephemeral node: refused by the first acquire, nothing created.
+    let root = unique_path("eph");
+    common::ensure_path(&client, &root).await;
+    let eph = format!("{root}/ephemeral");
+    client.create(&eph, b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all())).await.unwrap();
+    for under in [format!("{eph}/lock"), format!("{eph}/deeper/lock")] {
+        let mutex = Mutex::new(&client, under.clone()).unwrap();
+        for result in [mutex.lock().await.map(drop), mutex.try_lock().await.map(drop)] {
+            match result {
+                Err(Error::InvalidPath { path, reason }) => {
+                    assert_eq!(path, under);
+                    assert_eq!(reason, "lies under an ephemeral node");
+                }
+                other => panic!("{under}: expected InvalidPath, got {other:?}"),
+            }
+        }
+    }
+    assert!(children(&client, &eph).await.is_empty());
+    assert_eq!(children(&client, &root).await, ["ephemeral"]);
+}
+
+#[tokio::test]
+async fn participants_list_the_queue_in_order_with_data() {
+    let cs = shared_connect();
+    let path = unique_path("participants");
+    let a = connect(&cs, T).await;
+    let b = connect(&cs, T).await;
+    let ma = Mutex::builder(&a, path.clone()).data("host-a pid 1").build().unwrap();
+    let mb = Mutex::builder(&b, path.clone()).data("host-b pid 2").build().unwrap();
+    let ga = ma.lock().await.unwrap();
+    let waiter = tokio::spawn(async move { mb.lock().await.map(|g| (g.sequence(), g)) });
+    assert!(
+        common::wait_until_async(Duration::from_secs(5), || async { ma.participants().await.unwrap().len() == 2 })
+            .await
+    );
+    let p = ma.participants().await.unwrap();
+    assert_eq!(p[0].node(), ga.node());
+    assert_eq!(p[0].data(), b"host-a pid 1");
+    assert_eq!(p[0].session_id(), a.session_id().0);
+    assert_eq!(p[0].fencing_token(), ga.fencing_token());
+    assert_eq!(p[1].data(), b"host-b pid 2");
+    assert_eq!(p[1].session_id(), b.session_id().0);
+    assert!(p[0].sequence() < p[1].sequence());
+    ga.release().await.unwrap();
+    let (seq, gb) = waiter.await.unwrap().unwrap();
+    assert_eq!(seq, p[1].sequence());
+    gb.release().await.unwrap();
+    assert!(ma.participants().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reentered_guard_keeps_the_node_until_the_last_release() {
+    let client = connect(&shared_connect(), T).await;
+    let path = unique_path("reenter");
+    let mutex = Mutex::new(&client, path.clone()).unwrap();
+    let outer = mutex.lock().await.unwrap();
+    let inner = outer.reenter();
+    assert_eq!(outer.hold_count(), 2);
+    assert_eq!(inner.fencing_token(), outer.fencing_token());
+    inner.release().await.unwrap();
+    assert_eq!(outer.hold_count(), 1);
+    assert_eq!(children(&client, &path).await.len(), 1, "still held by the outer guard");
+    outer.release().await.unwrap();
+    assert!(children(&client, &path).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_second_lock_on_the_same_handle_queues_behind_the_first() {
+    let client = connect(&shared_connect(), T).await;
+    let mutex = Mutex::new(&client, unique_path("same-handle")).unwrap();
+    let first = mutex.lock().await.unwrap();
+    assert!(matches!(mutex.lock_timeout(Duration::from_millis(300)).await, Err(Error::Timeout(_))));
+    let second = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.lock().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!second.is_finished());
+    first.release().await.unwrap();
+    second.await.unwrap().unwrap().release().await.unwrap();
+}
+
+#[tokio::test]
+async fn fenced_write_applies_only_while_the_node_exists() {
+    let cs = shared_connect();
+    let client = connect(&cs, T).await;
+    let other = connect(&cs, T).await;
+    let root = unique_path("fenced");
+    common::ensure_path(&client, &format!("{root}/data")).await;
+    let mutex = Mutex::new(&client, format!("{root}/lock")).unwrap();
+    let guard = mutex.lock().await.unwrap();
+    let mut w = guard.fenced();
+    w.set_data(&format!("{root}/data"), b"v1", None).unwrap();
+    w.commit().await.expect("fenced write while held");
+    assert_eq!(client.get_data(&format!("{root}/data")).await.unwrap().0, b"v1");
+
+    // Someone deletes our node (an open directory lets anyone do it): the lock is lost.
+    other.delete(guard.node(), None).await.unwrap();
+    let mut w = guard.fenced();
+    w.set_data(&format!("{root}/data"), b"v2", None).unwrap();
+    assert!(matches!(w.commit().await, Err(Error::LockLost { .. })));
+    assert_eq!(client.get_data(&format!("{root}/data")).await.unwrap().0, b"v1", "fenced write must not apply");
+    assert_eq!(guard.state(), LockState::Lost);
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+}
+
+#[tokio::test]
+async fn deletion_of_the_holders_node_by_someone_else_is_reported_as_lost() {
+    let cs = shared_connect();
+    let client = connect(&cs, Duration::from_secs(2)).await;
+    let other = connect(&cs, T).await;
+    let mutex = Mutex::new(&client, unique_path("deleted")).unwrap();
+    let guard = mutex.lock().await.unwrap();
+    // Let the monitor arm its watch on our node (one heartbeat period: 1/10 of the timeout).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(guard.state(), LockState::Held);
+    other.delete(guard.node(), None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), guard.lost()).await.expect("lost() must resolve");
+    assert_eq!(guard.state(), LockState::Lost);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_paused_process_finds_its_guard_lost_at_once() {
+    let cs = shared_connect();
+    let client = connect(&cs, Duration::from_secs(2)).await;
+    let mutex = Mutex::new(&client, unique_path("paused")).unwrap();
+    let guard = mutex.lock().await.unwrap();
+    assert_eq!(guard.state(), LockState::Held);
+    // Block the only runtime thread: no task runs, no ping is sent, as if the process were stopped.
+    std::thread::sleep(Duration::from_millis(2200));
+    // First look after "resume", before any task could run.
+    assert_eq!(guard.state(), LockState::Lost);
+}
+
+#[tokio::test]
+async fn dropping_a_guard_deletes_its_node_in_the_background() {
+    let client = connect(&shared_connect(), T).await;
+    let path = unique_path("drop");
+    let mutex = Mutex::new(&client, path.clone()).unwrap();
+    let guard = mutex.lock().await.unwrap();
+    drop(guard);
+    assert!(
+        common::wait_until_async(Duration::from_secs(5), || async { children(&client, &path).await.is_empty() }).await
+    );
+    mutex.lock_timeout(Duration::from_secs(5)).await.expect("free again").release().await.unwrap();
+}
+
+#[tokio::test]
+async fn session_expiry_while_waiting_is_a_typed_error() {
+    let cs = shared_connect();
+    let holder = connect(&cs, T).await;
+    let waiter = connect(&cs, T).await;
+    let path = unique_path("expire-waiting");
+    let guard = Mutex::new(&holder, path.clone()).unwrap().lock().await.unwrap();
+    let mutex = Mutex::new(&waiter, path.clone()).unwrap();
+    let waiting = tokio::spawn(async move { mutex.lock().await.map(drop) });
+    assert!(
+        common::wait_until_async(Duration::from_secs(5), || async { children(&holder, &path).await.len() == 2 }).await
+    );
+    common::expire_session(&cs, &waiter).await;
+    let result = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+    assert_eq!(result, Err(Error::SessionExpired));
+    guard.release().await.unwrap();
+}
+
+#[test]
+fn public_types_are_send_sync_and_static() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Mutex>();
+    check::<zk_lock::MutexGuard>();
+    check::<zk_lock::Participant>();
+    check::<zk_lock::LockState>();
+    check::<Error>();
+    fn lock_future_is_send(m: &Mutex) -> impl Send + '_ {
+        m.lock()
+    }
+    let _ = lock_future_is_send;
+    let _: fn(&zk::Client) = |_| {};
+}
