@@ -19,6 +19,9 @@ pub enum ProxyMode {
     Pass,
     /// Close every existing connection and close new ones right after accepting them.
     Refuse,
+    /// Stop forwarding but lose nothing: bytes wait in the socket buffers, new connections
+    /// wait too, and everything flows again on [`ProxyMode::Pass`] (a cut that heals).
+    Pause,
     /// Keep connections open but forward nothing: bytes both ways are read and dropped.
     /// New connections are accepted and black-holed too (never connected to the target),
     /// and stay dead even after switching back to [`ProxyMode::Pass`].
@@ -125,7 +128,7 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
     match current {
         ProxyMode::Refuse => return, // dropped: closed right after accept
         ProxyMode::Blackhole => return blackhole(client, mode).await,
-        ProxyMode::Pass => {}
+        ProxyMode::Pass | ProxyMode::Pause => {}
     }
     let Ok(upstream) = TcpStream::connect(target).await else { return };
     let _ = client.set_nodelay(true);
@@ -136,6 +139,13 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
     let mut ubuf = vec![0u8; 16 * 1024];
     let mut black = false;
     loop {
+        if *mode.borrow_and_update() == ProxyMode::Pause {
+            // Read nothing until the mode changes: bytes stay queued in the kernel.
+            if mode.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         tokio::select! {
             r = cr.read(&mut cbuf) => match r {
                 Ok(0) | Err(_) => return,
@@ -163,7 +173,7 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
                     ProxyMode::Refuse => return,
                     // once black-holed, a connection stays dead (its byte stream has a gap)
                     ProxyMode::Blackhole => black = true,
-                    ProxyMode::Pass => {}
+                    ProxyMode::Pass | ProxyMode::Pause => {}
                 }
             }
         }

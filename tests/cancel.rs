@@ -1,0 +1,97 @@
+//! Cancelling `lock()` anywhere leaves nothing behind and stalls nobody.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{children, connect, shared_connect, unique_path};
+use zk_lock::Mutex;
+
+/// A small deterministic pseudo-random sequence (xorshift), seeded from the clock and printed
+/// so that a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("CANCEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("CANCEL_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_cancelled_locks_leave_no_node_and_stall_nobody() {
+    let cs = shared_connect();
+    let path = unique_path("cancel");
+    let a = connect(&cs, Duration::from_secs(4)).await;
+    let b = connect(&cs, Duration::from_secs(4)).await;
+    let ma = Mutex::new(&a, path.clone()).unwrap();
+    let mb = Mutex::new(&b, path.clone()).unwrap();
+    let mut rng = Rng::new();
+    let mut granted = 0;
+    let mut cancelled = 0;
+    for i in 0..200 {
+        // Every other round the lock is held by someone else, so the cancel hits a queued waiter.
+        let holder = if i % 2 == 0 { Some(mb.lock().await.unwrap()) } else { None };
+        let deadline = Duration::from_micros(rng.below(4000));
+        if rng.below(2) == 0 {
+            match tokio::time::timeout(deadline, ma.lock()).await {
+                Ok(guard) => {
+                    granted += 1;
+                    guard.unwrap().release().await.unwrap();
+                }
+                Err(_) => cancelled += 1,
+            }
+        } else {
+            // Abort a spawned acquire at a random point, including while it waits.
+            let m = ma.clone();
+            let task = tokio::spawn(async move { m.lock().await.map(drop) });
+            tokio::time::sleep(deadline).await;
+            task.abort();
+            match task.await {
+                Err(e) if e.is_cancelled() => cancelled += 1,
+                Ok(result) => {
+                    result.unwrap();
+                    granted += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        if let Some(holder) = holder {
+            holder.release().await.unwrap();
+        }
+    }
+    eprintln!("granted {granted}, cancelled {cancelled}");
+    assert!(cancelled >= 50, "the test must really cancel: {cancelled} cancelled");
+    let clean =
+        common::wait_until_async(Duration::from_secs(10), || async { children(&a, &path).await.is_empty() }).await;
+    assert!(clean, "nodes left behind: {:?}", children(&a, &path).await);
+    // Nobody stalls afterwards: both contenders take the lock at once.
+    let started = Instant::now();
+    mb.lock_timeout(Duration::from_secs(5)).await.unwrap().release().await.unwrap();
+    ma.lock_timeout(Duration::from_secs(5)).await.unwrap().release().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn cancelled_try_lock_and_timeouts_leave_nothing() {
+    let cs = shared_connect();
+    let path = unique_path("cancel-try");
+    let client = connect(&cs, Duration::from_secs(4)).await;
+    let mutex = Mutex::new(&client, path.clone()).unwrap();
+    for i in 0..40u64 {
+        let _ = tokio::time::timeout(Duration::from_micros(i * 50), mutex.try_lock()).await;
+    }
+    let clean =
+        common::wait_until_async(Duration::from_secs(10), || async { children(&client, &path).await.is_empty() }).await;
+    assert!(clean, "nodes left behind: {:?}", children(&client, &path).await);
+}
