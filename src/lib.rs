@@ -79,5 +79,10 @@ pub use participant::Participant;
 pub use path::LockPath;
 pub use state::LockState;
 pub use token::FencingToken;
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The ZooKeeper client this crate is built on, re-exported so that versions match.
 pub use zookeeper_client as zk;
