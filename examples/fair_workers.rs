@@ -12,10 +12,8 @@ use zk_lock::{zk, Mutex};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let connect = args
-        .next()
-        .or_else(|| std::env::var("ZOOKEEPER_CONNECT").ok())
-        .unwrap_or_else(|| "127.0.0.1:2181".to_owned());
+    let connect =
+        args.next().or_else(|| std::env::var("ZOOKEEPER_CONNECT").ok()).unwrap_or_else(|| "127.0.0.1:2181".to_owned());
     let workers: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
     let rounds: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
     let path = format!("/zk-lock-examples/fair-workers-{}", std::process::id());
@@ -24,7 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tasks = Vec::new();
     for id in 0..workers {
         let client = zk::Client::connector().with_session_timeout(Duration::from_secs(10)).connect(&connect).await?;
-        let mutex = Mutex::builder(&client, path.clone()).data(format!("worker-{id} pid {}", std::process::id())).build()?;
+        let mutex =
+            Mutex::builder(&client, path.clone()).data(format!("worker-{id} pid {}", std::process::id())).build()?;
         tasks.push(tokio::spawn(async move {
             for round in 0..rounds {
                 let guard = mutex.lock().await?;

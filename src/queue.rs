@@ -72,6 +72,8 @@ pub(crate) struct Ticket {
     pub(crate) token: FencingToken,
     /// Our place in the queue at the last listing (0 = first).
     pub(crate) position: usize,
+    /// `_c_<uuid>-` of this attempt: any other node with it is a duplicate of ours.
+    unique: String,
     children: Vec<String>,
 }
 
@@ -153,6 +155,7 @@ impl Queue {
                 seq,
                 token: FencingToken::from_i64(stat.czxid),
                 position: 0,
+                unique: attempt.unique.clone(),
                 children,
             });
         }
@@ -223,6 +226,12 @@ impl Queue {
     }
 
     fn find_me(&self, queue: &[Contender], ticket: &Ticket) -> Result<usize> {
+        // A create retried after an unknown outcome may have committed twice: the node we did
+        // not adopt is deleted, so it cannot block anyone.
+        for c in queue.iter().filter(|c| c.name != ticket.name && c.name.starts_with(&ticket.unique)) {
+            tracing::warn!(lock = %self.dir, node = %c.name, "deleting a duplicate of our lock node");
+            drop(self.client.delete(&self.dir.child(&c.name), None));
+        }
         match queue.iter().position(|c| c.name == ticket.name) {
             Some(me) => Ok(me),
             None if self.client.state().is_terminated() => Err(Error::SessionExpired),
