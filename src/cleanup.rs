@@ -26,12 +26,14 @@ pub(crate) struct NodeCleanup {
     attempt: AttemptName,
     /// Full path of our node once the create's answer told it.
     node: Option<String>,
+    /// The node is a granted lock: release it with a handoff (see [`delete_request`]).
+    handoff: bool,
     armed: bool,
 }
 
 impl NodeCleanup {
     pub(crate) fn arm(client: zk::Client, dir: LockPath, attempt: AttemptName) -> NodeCleanup {
-        NodeCleanup { client, dir, attempt, node: None, armed: true }
+        NodeCleanup { client, dir, attempt, node: None, handoff: false, armed: true }
     }
 
     pub(crate) fn set_node(&mut self, node: String) {
@@ -40,6 +42,11 @@ impl NodeCleanup {
 
     pub(crate) fn client(&self) -> &zk::Client {
         &self.client
+    }
+
+    /// The node now holds the lock: its delete becomes a handoff.
+    pub(crate) fn set_handoff(&mut self) {
+        self.handoff = true;
     }
 
     /// Nothing was created (the create definitely failed): nothing to clean.
@@ -52,7 +59,8 @@ impl NodeCleanup {
     /// Cancel safety: if the future is dropped before it finishes, the cleanup stays armed and
     /// its `Drop` goes on in the background.
     pub(crate) async fn delete_now(&mut self) -> Result<()> {
-        let result = delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref()).await;
+        let result =
+            delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref(), self.handoff).await;
         self.armed = false;
         result
     }
@@ -64,8 +72,16 @@ impl Drop for NodeCleanup {
             return;
         }
         // Queue the delete right away: it goes out even if no task ever polls it.
-        let first = self.node.as_deref().map(|node| self.client.delete(node, None));
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        let rt = tokio::runtime::Handle::try_current();
+        // Without a runtime, or for a node that is not a granted lock, queue a plain delete
+        // right away: it goes out even if no task ever polls it. A handoff (a multi-op whose
+        // future borrows the client) is sent by the task below instead.
+        let first = match (&self.node, &rt, self.handoff) {
+            (Some(_), Ok(_), true) => None,
+            (Some(node), _, _) => Some(self.client.delete(node, None)),
+            (None, _, _) => None,
+        };
+        let Ok(rt) = rt else {
             tracing::warn!(dir = %self.dir, "lock node cleanup outside a tokio runtime: delete sent once, not retried");
             return;
         };
@@ -73,6 +89,7 @@ impl Drop for NodeCleanup {
         let dir = self.dir.clone();
         let attempt = self.attempt.clone();
         let node = self.node.clone();
+        let handoff = self.handoff;
         rt.spawn(async move {
             if let Some(first) = first {
                 match first.await {
@@ -81,7 +98,7 @@ impl Drop for NodeCleanup {
                     Err(_) => {}
                 }
             }
-            if let Err(e) = delete_until_gone(&client, &dir, &attempt, node.as_deref()).await {
+            if let Err(e) = delete_until_gone(&client, &dir, &attempt, node.as_deref(), handoff).await {
                 tracing::error!(dir = %dir, error = %e, "could not delete lock node in the background");
             }
         });
@@ -123,11 +140,44 @@ pub(crate) async fn find_by_name(
     Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
 }
 
+/// Sends the delete of `node` at once (requests go out when called) and returns its answer.
+///
+/// A granted node is released with a *handoff*: one multi-op that empties the node's data and
+/// then deletes it. The data change fires the successor's watch as `NodeDataChanged` on a
+/// zk-lock node, which only a holder's release produces: the successor knows it is first
+/// without listing the directory again. Any other library's waiter just sees an event and
+/// re-checks, as it would for a delete.
+fn delete_request<'a>(
+    client: &'a zk::Client,
+    node: &str,
+    handoff: bool,
+) -> impl std::future::Future<Output = Result<(), zk::Error>> + Send + 'a {
+    let plain = (!handoff).then(|| client.delete(node, None));
+    let multi = handoff.then(|| {
+        let mut writer = client.new_multi_writer();
+        let added = writer.add_set_data(node, b"", None).and_then(|()| writer.add_delete(node, None));
+        added.map(|()| writer.commit())
+    });
+    async move {
+        match (plain, multi) {
+            (Some(plain), _) => plain.await,
+            (_, Some(Ok(commit))) => match commit.await {
+                Ok(_) => Ok(()),
+                Err(zk::MultiWriteError::OperationFailed { source, .. }) => Err(source),
+                Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+            },
+            (_, Some(Err(e))) => Err(e),
+            (None, None) => unreachable!("one of the two is set"),
+        }
+    }
+}
+
 async fn delete_until_gone(
     client: &zk::Client,
     dir: &LockPath,
     attempt: &AttemptName,
     node: Option<&str>,
+    handoff: bool,
 ) -> Result<()> {
     let mut backoff = Backoff::new();
     let mut node = node.map(str::to_owned);
@@ -144,7 +194,7 @@ async fn delete_until_gone(
                 Err(e) => return Err(e),
             },
         };
-        match client.delete(&path, None).await {
+        match delete_request(client, &path, handoff).await {
             Ok(()) | Err(zk::Error::NoNode) => {
                 tracing::debug!(node = %path, "lock node deleted");
                 return Ok(());

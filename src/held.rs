@@ -22,7 +22,8 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
+    pub(crate) fn grant(queue: &Queue, mut ticket: Ticket) -> Held {
+        ticket.cleanup.set_handoff();
         let tracker = Tracker::new(queue.session().clone(), ticket.node.clone());
         tracing::debug!(lock = %queue.dir, node = %ticket.node, token = %ticket.token, "lock held");
         Held { lock: queue.dir.clone(), seq: ticket.seq, token: ticket.token, tracker, cleanup: ticket.cleanup }

@@ -3,6 +3,10 @@
 //! The layout is Apache Curator's: `_c_<uuid>-<marker><sequence>`, where the uuid is new for every
 //! attempt (so a node whose create had an unknown outcome can be found by name), the marker names
 //! the kind of contender (`lock-` for a mutex) and the sequence is the server's ten-digit counter.
+//!
+//! Our uuids are random but carry version 8 (custom) where Curator's and `zookeeper-client`'s
+//! carry version 4: that tells a zk-lock node from theirs by name alone, which the handoff
+//! (see `queue`) relies on.
 
 use uuid::Uuid;
 
@@ -54,6 +58,12 @@ impl Layout {
     }
 }
 
+/// Whether `name` is the node of a zk-lock contender (not Curator's or anyone else's).
+pub(crate) fn is_zk_lock_node(name: &str) -> bool {
+    // `_c_` + 8 + `-` + 4 + `-` then the version digit.
+    name.starts_with(PROTECTED) && name.as_bytes().get(PROTECTED.len() + 14) == Some(&b'8')
+}
+
 /// The name of one acquire attempt: unique, so that its node can be found by name.
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptName {
@@ -67,7 +77,8 @@ impl AttemptName {
     pub(crate) fn new(marker: &str) -> AttemptName {
         let mut unique = String::with_capacity(PROTECTED.len() + 37 + marker.len());
         unique.push_str(PROTECTED);
-        unique.push_str(Uuid::new_v4().hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        let id = Uuid::new_v8(Uuid::new_v4().into_bytes());
+        unique.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
         unique.push('-');
         let mut prefix = unique.clone();
         prefix.push_str(marker);
@@ -117,5 +128,14 @@ mod tests {
         assert!(a.is_mine(&format!("{}0000000001", a.prefix)));
         assert!(!b.is_mine(&format!("{}0000000001", a.prefix)));
         assert_eq!(a.unique.len(), 3 + 36 + 1);
+    }
+
+    #[test]
+    fn our_nodes_are_told_from_curators() {
+        let ours = format!("{}0000000001", AttemptName::new("lock-").prefix);
+        assert!(is_zk_lock_node(&ours), "{ours}");
+        assert!(!is_zk_lock_node("_c_0f4e36e2-8c8b-4b5e-9d2c-1b7c8a3e4f5a-lock-0000000042"));
+        assert!(!is_zk_lock_node("lock-0000000001"));
+        assert!(!is_zk_lock_node("_c_"));
     }
 }

@@ -19,7 +19,7 @@ use zookeeper_client as zk;
 
 use crate::cleanup::{find_by_name, Backoff, NodeCleanup};
 use crate::error::{outcome, Error, Outcome, Result};
-use crate::node::{AttemptName, Contender, Layout};
+use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
 use crate::path::LockPath;
 use crate::session::SessionShared;
 use crate::token::FencingToken;
@@ -35,6 +35,12 @@ pub(crate) trait Policy: Send + Sync {
     /// must wait for, or `None` when it may proceed. It should name the nearest blocker, so that
     /// one release wakes one waiter.
     fn blocker(&self, queue: &[Contender], me: usize) -> Option<usize>;
+
+    /// Whether a handoff from the contender just before us means we may proceed. True for a
+    /// mutex: only the holder hands off, and the holder's successor is then first.
+    fn trusts_handoff(&self) -> bool {
+        false
+    }
 }
 
 /// A mutex: everyone waits for the contender just before it.
@@ -44,6 +50,10 @@ pub(crate) struct Exclusive;
 impl Policy for Exclusive {
     fn blocker(&self, _queue: &[Contender], me: usize) -> Option<usize> {
         me.checked_sub(1)
+    }
+
+    fn trusts_handoff(&self) -> bool {
+        true
     }
 }
 
@@ -253,11 +263,19 @@ impl Queue {
                 return Ok(());
             };
             let watched = self.dir.child(&queue[blocker].name);
+            // A handoff (see `cleanup::delete_request`) shows as a data change of the zk-lock
+            // node just before us; then we are first and need not list again.
+            let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(&queue[blocker].name);
             drop(queue);
             tracing::trace!(lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
             match self.client.get_and_watch_data(&watched).await {
                 Ok((_, _, watcher)) => {
-                    watcher.changed().await;
+                    let event = watcher.changed().await;
+                    if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
+                        ticket.position = 0;
+                        tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted by handoff");
+                        return Ok(());
+                    }
                 }
                 Err(zk::Error::NoNode) => {}
                 Err(e) => match outcome(&e) {

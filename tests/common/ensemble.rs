@@ -83,7 +83,9 @@ fn partition_unsupported_reason() -> Option<String> {
 fn remove_stale_chains() {
     let Ok(rules) = iptables(&["-S"]) else { return };
     for line in rules.lines() {
-        let Some(chain) = line.strip_prefix("-N ZKT") else { continue };
+        let Some(chain) = line.strip_prefix("-N ZKT") else {
+            continue;
+        };
         let Some(pid) = chain.split('_').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };

@@ -158,8 +158,31 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 static DIR_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Fresh, empty temp dir `$TMPDIR/zk-lock-test-<pid>-<n>-<tag>`, world-traversable.
+/// Removes `$TMPDIR/zk-lock-test-<pid>-*` dirs of test processes that no longer exist
+/// (left when a test process died between creating a dir and starting its server).
+fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("zk-lock-test-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !pid_alive(pid) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Fresh, empty temp dir `$TMPDIR/zk-lock-test-<pid>-<n>-<tag>-<random>`, world-traversable.
+/// The first call in a process also removes dirs left by dead test processes.
 pub fn fresh_dir(tag: &str) -> PathBuf {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(remove_stale_dirs);
     let n = DIR_COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!(
         "zk-lock-test-{}-{n}-{tag}-{}",

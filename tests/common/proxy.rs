@@ -130,7 +130,9 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
         ProxyMode::Blackhole => return blackhole(client, mode).await,
         ProxyMode::Pass | ProxyMode::Pause => {}
     }
-    let Ok(upstream) = TcpStream::connect(target).await else { return };
+    let Ok(upstream) = TcpStream::connect(target).await else {
+        return;
+    };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();

@@ -54,43 +54,160 @@ pub async fn expect_state(client: &Client, state: SessionState, timeout: Duratio
     }
 }
 
-/// One forced-expiry attempt: opens a second connection with the same session id and
-/// password and closes it, so the server closes the session. Returns once the second
-/// connection's close completed (or after 5 s). Does not wait for `client` to notice.
-pub async fn expire_session_nowait(connect: &str, client: &Client) {
+/// ZooKeeper derives a session's password from its id: `new java.util.Random(id ^
+/// 0xB3415C00).nextBytes(byte[16])` (`ZooKeeperServer.generatePasswd`). zookeeper-client does
+/// not expose the password, so the harness recomputes it (a wrong guess is detected: the
+/// server then answers the connect request with timeout 0).
+pub fn session_password(session_id: i64) -> [u8; 16] {
+    const MULT: u64 = 0x5DEECE66D;
+    const MASK: u64 = (1 << 48) - 1;
+    let mut seed = ((session_id ^ 0xB341_5C00) as u64 ^ MULT) & MASK;
+    let mut out = [0u8; 16];
+    for chunk in out.chunks_mut(4) {
+        seed = (seed.wrapping_mul(MULT).wrapping_add(0xB)) & MASK;
+        let mut rnd = (seed >> 16) as u32; // next(32)
+        for b in chunk {
+            *b = rnd as u8;
+            rnd >>= 8;
+        }
+    }
+    out
+}
+
+/// Outcome of one raw close attempt on one server.
+#[derive(Debug, PartialEq, Eq)]
+enum RawClose {
+    /// The server acknowledged closeSession: the session is gone.
+    Closed,
+    /// The session was reattached and closeSession sent, then the server closed the
+    /// connection without a reply (the usual case: it closes the connection of a closed
+    /// session). Almost always closed; a racing reconnect of the victim may have won.
+    ProbablyClosed,
+    /// The server refused to reattach (session already expired, or password mismatch).
+    Rejected,
+    /// Connection closed/failed before the acknowledgement (e.g. the victim reconnected
+    /// first and took the session back): retry.
+    Lost(String),
+}
+
+/// Reattaches `session_id` on a fresh raw connection to `host` and sends closeSession in
+/// the same write (pipelined, so the victim's immediate reconnect rarely wins the race).
+async fn raw_close_session(host: &str, session_id: i64, timeout_ms: i32) -> RawClose {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut sock = tokio::net::TcpStream::connect(host).await?;
+        sock.set_nodelay(true)?;
+        let mut connect = Vec::with_capacity(64);
+        connect.extend_from_slice(&0i32.to_be_bytes()); // protocolVersion
+        connect.extend_from_slice(&0i64.to_be_bytes()); // lastZxidSeen
+        connect.extend_from_slice(&timeout_ms.to_be_bytes());
+        connect.extend_from_slice(&session_id.to_be_bytes());
+        connect.extend_from_slice(&16i32.to_be_bytes());
+        connect.extend_from_slice(&session_password(session_id));
+        connect.push(0); // readOnly
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(&(connect.len() as i32).to_be_bytes());
+        buf.extend_from_slice(&connect);
+        buf.extend_from_slice(&8i32.to_be_bytes()); // RequestHeader { xid: 1, type: closeSession }
+        buf.extend_from_slice(&1i32.to_be_bytes());
+        buf.extend_from_slice(&(-11i32).to_be_bytes());
+        sock.write_all(&buf).await?;
+        // ConnectResponse { protocolVersion, timeOut, sessionId, passwd, readOnly }
+        let len = sock.read_i32().await?;
+        let mut resp = vec![0u8; len.clamp(0, 1024) as usize];
+        sock.read_exact(&mut resp).await?;
+        let negotiated = i32::from_be_bytes(resp[4..8].try_into().unwrap());
+        if negotiated <= 0 {
+            return Ok(RawClose::Rejected);
+        }
+        // ReplyHeader { xid, zxid, err }
+        let Ok(len) = sock.read_i32().await else {
+            return Ok(RawClose::ProbablyClosed);
+        };
+        let mut reply = vec![0u8; len.clamp(0, 1024) as usize];
+        sock.read_exact(&mut reply).await?;
+        let err = i32::from_be_bytes(reply[12..16].try_into().unwrap());
+        Ok::<_, std::io::Error>(if err == 0 {
+            RawClose::Closed
+        } else {
+            RawClose::Lost(format!("closeSession error code {err}"))
+        })
+    };
+    match tokio::time::timeout(Duration::from_secs(5), io).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => RawClose::Lost(e.to_string()),
+        Err(_) => RawClose::Lost("timed out".into()),
+    }
+}
+
+/// Hosts of a connect string ("h1:p1,tcp://h2:p2/chroot" -> ["h1:p1", "h2:p2"]).
+fn hosts(connect: &str) -> Vec<String> {
+    let no_scheme = connect.replace("tcp://", "");
+    let no_chroot = no_scheme.split('/').next().unwrap_or("");
+    no_chroot.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect()
+}
+
+/// Library-level fallback: opens a second `Client` on the same session and drops it.
+async fn close_with_second_client(connect: &str, client: &Client) {
     let second = Client::connector()
         .with_session(client.session().clone())
         .with_session_timeout(client.session_timeout())
         .connect(connect);
-    let second = match tokio::time::timeout(Duration::from_secs(10), second).await {
-        Ok(Ok(c)) => c,
-        // session already gone: nothing to do
-        Ok(Err(zookeeper_client::Error::SessionExpired)) => return,
-        Ok(Err(e)) => panic!("expire_session: second connection to {connect} failed: {e}"),
-        Err(_) => panic!("expire_session: second connection to {connect} timed out"),
-    };
-    let mut w = second.state_watcher();
-    drop(second); // last handle: the session task sends CloseSession
-    let _ = wait_for_state(&mut w, Duration::from_secs(5), |s| s.is_terminated()).await;
+    match tokio::time::timeout(Duration::from_secs(10), second).await {
+        Ok(Ok(second)) => {
+            let mut w = second.state_watcher();
+            drop(second); // last handle: the session task sends CloseSession
+            let _ = wait_for_state(&mut w, Duration::from_secs(5), |s| s.is_terminated()).await;
+        }
+        Ok(Err(e)) => eprintln!("expire_session: second client on {connect}: {e}"),
+        Err(_) => eprintln!("expire_session: second client on {connect} timed out"),
+    }
 }
 
-/// Forces expiry of `client`'s session (the Kazoo/Curator same-session trick) and returns
-/// once `client` itself reports [`SessionState::Expired`] (retried up to 3 times, ≤ ~15 s;
-/// panics otherwise). The client's ephemeral nodes are deleted by the server.
+/// One forced-expiry attempt (the Kazoo/Curator "same session from a second connection,
+/// then close it" trick, done on a raw socket): reattaches `client`'s session on a new
+/// connection and closes it. Returns true once closeSession was delivered (the session and
+/// its ephemerals are then gone, barring a rare race with the client's own reconnect),
+/// false if this attempt failed. Does not wait for `client` to notice.
+pub async fn expire_session_nowait(connect: &str, client: &Client) -> bool {
+    let id = client.session_id().0;
+    let timeout_ms = client.session_timeout().as_millis() as i32;
+    let mut rejected = false;
+    for host in hosts(connect) {
+        match raw_close_session(&host, id, timeout_ms).await {
+            RawClose::Closed | RawClose::ProbablyClosed => return true,
+            RawClose::Rejected => rejected = true,
+            // lost the race with the victim's own reconnect (or the host is down): retry
+            RawClose::Lost(_) => {}
+        }
+    }
+    if rejected && client.state() != SessionState::Expired {
+        // Password scheme differs from what we assume (or already expired): use the
+        // library-level trick instead.
+        close_with_second_client(connect, client).await;
+    }
+    false
+}
+
+/// Forces expiry of `client`'s session and returns once `client` itself reports
+/// [`SessionState::Expired`] (up to 5 attempts, ≤ ~25 s; panics otherwise; usually a few ms,
+/// at most about the client's connection timeout, 2/5 of its session timeout). The server
+/// deletes the session's ephemeral nodes before acknowledging the close.
 /// For a client that cannot currently reach the server, use [`expire_session_nowait`].
 pub async fn expire_session(connect: &str, client: &Client) {
-    for _ in 0..3 {
+    for _ in 0..5 {
         if client.state() == SessionState::Expired {
             return;
         }
-        expire_session_nowait(connect, client).await;
+        let closed = expire_session_nowait(connect, client).await;
+        let wait = if closed { Duration::from_secs(4) } else { Duration::from_millis(500) };
         let mut w = client.state_watcher();
-        if wait_for_state(&mut w, Duration::from_secs(4), |s| s == SessionState::Expired).await.is_ok() {
+        if wait_for_state(&mut w, wait, |s| s == SessionState::Expired).await.is_ok() {
             return;
         }
     }
     panic!(
-        "expire_session: client session {} not Expired after 3 attempts (state {:?})",
+        "expire_session: client session {} not Expired after 5 attempts (state {:?})",
         client.session_id(),
         client.state()
     );
