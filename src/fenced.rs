@@ -32,6 +32,16 @@ impl std::fmt::Debug for FencedWrite<'_> {
 }
 
 impl<'a> FencedWrite<'a> {
+    /// Lock nodes are the lock's own: writing or deleting them by hand would break the queue
+    /// (a data change of a holder's node reads as its handoff to the next contender).
+    fn check_target(&self, path: &str) -> Result<()> {
+        let dir = self.held.lock.as_str();
+        if path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/' {
+            return Err(Error::InvalidPath { path: path.to_owned(), reason: "lock nodes are managed by the lock" });
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(held: &'a Held) -> FencedWrite<'a> {
         let writer = held.client().new_check_writer(held.node(), None).expect("lock node path was valid when created");
         FencedWrite { writer, held }
@@ -41,7 +51,8 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ZooKeeper`] if `path` is not a valid path.
+    /// [`Error::InvalidPath`] if `path` is a node in the lock's directory (lock nodes are the
+    /// lock's own), [`Error::ZooKeeper`] if `path` is not a valid path.
     ///
     /// # Examples
     ///
@@ -53,6 +64,7 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub fn set_data(&mut self, path: &str, data: &[u8], expected_version: Option<i32>) -> Result<()> {
+        self.check_target(path)?;
         self.writer.add_set_data(path, data, expected_version).map_err(|e| Error::from_zk(e, path))
     }
 
@@ -60,6 +72,7 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidPath`] if `path` is in the lock's directory,
     /// [`Error::ZooKeeper`] if `path` or `options` are not valid.
     ///
     /// # Examples
@@ -73,6 +86,7 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub fn create(&mut self, path: &str, data: &[u8], options: &zk::CreateOptions<'_>) -> Result<()> {
+        self.check_target(path)?;
         self.writer.add_create(path, data, options).map_err(|e| Error::from_zk(e, path))
     }
 
@@ -80,6 +94,7 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidPath`] if `path` is a node in the lock's directory,
     /// [`Error::ZooKeeper`] if `path` is not a valid path.
     ///
     /// # Examples
@@ -92,6 +107,7 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub fn delete(&mut self, path: &str, expected_version: Option<i32>) -> Result<()> {
+        self.check_target(path)?;
         self.writer.add_delete(path, expected_version).map_err(|e| Error::from_zk(e, path))
     }
 

@@ -19,6 +19,11 @@
 //!   error, timeout, a dropped future, a dropped guard. It retries until the node is gone or the
 //!   session is over. No orphan node is left to block everyone behind it.
 //! * Lock directories are created as container nodes, which the server reaps once empty.
+//! * A release is a *handoff*: one multi-op empties the holder's node and deletes it. The
+//!   successor, which watches that node, sees the data change and knows it is first without
+//!   listing the directory again: a handoff costs one notification, not a round trip. Only
+//!   holders of this crate write lock nodes (zk-lock nodes are told from Curator's by their uuid
+//!   version), so never write lock nodes yourself; [`FencedWrite`] refuses to.
 //!
 //! # What a lock on ZooKeeper can promise
 //!

@@ -271,6 +271,10 @@ async fn fenced_write_applies_only_while_the_node_exists() {
     w.set_data(&format!("{root}/data"), b"v1", None).unwrap();
     w.commit().await.expect("fenced write while held");
     assert_eq!(client.get_data(&format!("{root}/data")).await.unwrap().0, b"v1");
+    // Lock nodes are the lock's own: a fenced write may not touch them.
+    let mut w = guard.fenced();
+    assert!(matches!(w.set_data(guard.node(), b"x", None), Err(Error::InvalidPath { .. })));
+    assert!(matches!(w.delete(guard.node(), None), Err(Error::InvalidPath { .. })));
 
     // Someone deletes our node (an open directory lets anyone do it): the lock is lost.
     other.delete(guard.node(), None).await.unwrap();
