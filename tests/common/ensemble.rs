@@ -273,7 +273,7 @@ impl ZkEnsemble {
 
     /// SIGSTOPs member `i`.
     pub fn pause(&mut self, i: usize) {
-        process::signal(self.pid(i), libc::SIGSTOP);
+        process::stop_process(self.pid(i));
     }
 
     /// SIGCONTs member `i`.

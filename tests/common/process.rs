@@ -204,6 +204,29 @@ pub fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// SIGSTOPs `pid` and waits (bounded: 5 s) until every thread of it is stopped: `kill`
+/// returns before a multi-threaded JVM has really stopped.
+pub fn stop_process(pid: u32) {
+    signal(pid, libc::SIGSTOP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let all_stopped = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .map(|st| st.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+                        .unwrap_or(true)
+                })
+            })
+            .unwrap_or(true);
+        if all_stopped {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("process {pid} did not stop within 5 s of SIGSTOP");
+}
+
 /// SIGKILLs a child (SIGCONT first, harmless if not stopped), reaps it (bounded: 10 s) and
 /// disarms its watchdog.
 pub fn kill_child(child: &mut Child) {

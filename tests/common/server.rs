@@ -163,7 +163,7 @@ impl ZkServer {
 
     /// SIGSTOPs the server: connections stay open but nothing is answered.
     pub fn pause(&mut self) {
-        process::signal(self.pid(), libc::SIGSTOP);
+        process::stop_process(self.pid());
         self.paused = true;
     }
 
