@@ -72,6 +72,15 @@ pub enum Error {
 }
 
 /// Result with this crate's [`Error`].
+///
+/// # Examples
+///
+/// ```no_run
+/// async fn work(mutex: &zk_lock::Mutex) -> zk_lock::Result<()> {
+///     let guard = mutex.lock().await?;
+///     guard.release().await
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What to do with an error from the ZooKeeper client.

@@ -47,6 +47,16 @@ pub struct Mutex {
 }
 
 /// The name Apache Curator users know this lock by.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+/// use zk_lock::InterProcessMutex;
+/// let mutex = InterProcessMutex::new(&client, "/locks/orders")?;
+/// mutex.lock().await?.release().await?;
+/// # Ok(()) }
+/// ```
 pub type InterProcessMutex = Mutex;
 
 /// Options for a [`Mutex`]: node data and ACLs.

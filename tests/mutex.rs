@@ -359,3 +359,23 @@ fn public_types_are_send_sync_and_static() {
     let _ = lock_future_is_send;
     let _: fn(&zk::Client) = |_| {};
 }
+
+#[tokio::test]
+async fn a_locked_down_directory_refuses_strangers_with_not_authorized() {
+    let cs = shared_connect();
+    let owner = zk::Client::connector().with_auth("digest", b"owner:secret").connect(&cs).await.unwrap();
+    let stranger = connect(&cs, T).await;
+    let root = unique_path("acl");
+    common::ensure_path(&owner, &root).await;
+    let dir = format!("{root}/locked");
+    owner.create(&dir, b"", &CreateMode::Persistent.with_acls(Acls::creator_all())).await.unwrap();
+    let mutex = Mutex::new(&stranger, format!("{dir}/lock")).unwrap();
+    match mutex.lock().await {
+        Err(Error::NotAuthorized { .. }) => {}
+        other => panic!("expected NotAuthorized, got {:?}", other.map(|g| g.node().to_owned())),
+    }
+    // The owner can lock under it, and nothing of the stranger's is there.
+    let own = Mutex::new(&owner, format!("{dir}/lock")).unwrap().lock().await.unwrap();
+    assert_eq!(children(&owner, &format!("{dir}/lock")).await.len(), 1);
+    own.release().await.unwrap();
+}
