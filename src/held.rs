@@ -23,7 +23,12 @@ pub(crate) struct Held {
 
 impl Held {
     pub(crate) fn grant(queue: &Queue, mut ticket: Ticket) -> Held {
-        ticket.cleanup.set_handoff();
+        // A holder that had to wait most likely has a waiter behind it: release with a handoff.
+        // One that did not (the uncontended path) deletes plainly, which is cheaper; a successor
+        // that came later then lists once more.
+        if ticket.waited {
+            ticket.cleanup.set_handoff();
+        }
         let tracker = Tracker::new(queue.session().clone(), ticket.node.clone());
         tracing::debug!(lock = %queue.dir, node = %ticket.node, token = %ticket.token, "lock held");
         Held { lock: queue.dir.clone(), seq: ticket.seq, token: ticket.token, tracker, cleanup: ticket.cleanup }

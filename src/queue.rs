@@ -82,6 +82,9 @@ pub(crate) struct Ticket {
     pub(crate) token: FencingToken,
     /// Our place in the queue at the last listing (0 = first).
     pub(crate) position: usize,
+    /// Whether we had to wait for someone: then someone likely waits behind us too, and our
+    /// release is worth a handoff.
+    pub(crate) waited: bool,
     /// `_c_<uuid>-` of this attempt: any other node with it is a duplicate of ours.
     unique: String,
     children: Vec<String>,
@@ -165,6 +168,7 @@ impl Queue {
                 seq,
                 token: FencingToken::from_i64(stat.czxid),
                 position: 0,
+                waited: false,
                 unique: attempt.unique.clone(),
                 children,
             });
@@ -268,6 +272,7 @@ impl Queue {
             let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(&queue[blocker].name);
             drop(queue);
             tracing::trace!(lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
+            ticket.waited = true;
             match self.client.get_and_watch_data(&watched).await {
                 Ok((_, _, watcher)) => {
                     let event = watcher.changed().await;
