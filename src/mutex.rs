@@ -306,6 +306,53 @@ impl Mutex {
         .await
     }
 
+    /// Releases `guard` and queues again for the lock, in one round trip: the delete of the old
+    /// node, the create of the new one and the listing go out back to back. The new contender
+    /// joins the back of the queue, like any newcomer; uncontended, this is a whole
+    /// release-and-acquire cycle for the price of one round trip.
+    ///
+    /// `guard` should be a guard of this mutex (of another lock it is released all the same,
+    /// just not pipelined with anything useful). Like [`MutexGuard::release`], with re-entered
+    /// guards still alive it only gives up this one, and then waits behind itself.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`MutexGuard::release`] (then the new contender is withdrawn) and of
+    /// [`lock`](Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped, the old node is still deleted and the new one, if
+    /// created, too, both in the background.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn step() {}
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// let mut guard = mutex.lock().await?;
+    /// for _ in 0..10 {
+    ///     step().await;
+    ///     guard = mutex.relock(guard).await?; // let others in, then take our next turn
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn relock(&self, guard: MutexGuard) -> Result<MutexGuard> {
+        let span = tracing::debug_span!("zk_lock::relock", lock = %self.queue.dir);
+        async {
+            // `join!` polls in order on the first poll: the delete goes out first, then the
+            // create and the listing, all before any answer is awaited.
+            let (released, enqueued) = tokio::join!(guard.release(), self.queue.enqueue());
+            let mut ticket = enqueued?;
+            released?;
+            self.queue.wait_turn(&mut ticket, &Exclusive).await?;
+            Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
+        }
+        .instrument(span)
+        .await
+    }
+
     /// The contenders in the queue now, holder first, with their nodes, sessions and data.
     ///
     /// # Errors

@@ -379,3 +379,35 @@ async fn a_locked_down_directory_refuses_strangers_with_not_authorized() {
     assert_eq!(children(&owner, &format!("{dir}/lock")).await.len(), 1);
     own.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn relock_releases_and_requeues_in_fifo_order() {
+    let cs = shared_connect();
+    let path = unique_path("relock");
+    let a = connect(&cs, T).await;
+    let b = connect(&cs, T).await;
+    let ma = Mutex::new(&a, path.clone()).unwrap();
+    let mb = Mutex::new(&b, path.clone()).unwrap();
+    // Uncontended: relock gives a new node at once and leaves exactly one node.
+    let mut guard = ma.lock().await.unwrap();
+    for _ in 0..20 {
+        let before = (guard.sequence(), guard.fencing_token());
+        guard = ma.relock(guard).await.unwrap();
+        assert!(guard.sequence() > before.0 && guard.fencing_token() > before.1);
+        assert_eq!(children(&a, &path).await, [guard.node().rsplit('/').next().unwrap().to_owned()]);
+    }
+    // Contended: a waiter queued before the relock goes first.
+    let waiter = tokio::spawn(async move {
+        let g = mb.lock().await.unwrap();
+        let seq = g.sequence();
+        g.release().await.unwrap();
+        seq
+    });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
+    let old = guard.sequence();
+    let guard = ma.relock(guard).await.unwrap();
+    let waiter_seq = waiter.await.unwrap();
+    assert!(old < waiter_seq && waiter_seq < guard.sequence(), "{old} {waiter_seq} {}", guard.sequence());
+    guard.release().await.unwrap();
+    assert!(children(&a, &path).await.is_empty());
+}
