@@ -81,6 +81,10 @@ enum Peer {
     ZkLock,
     #[value(name = "zookeeper-client")]
     ZookeeperClient,
+    /// The physical floor, not a lock: one ephemeral sequential create and one delete per
+    /// cycle, each awaited (W1 and W3 only: nothing is exclusive).
+    #[value(name = "raw")]
+    Raw,
 }
 
 impl Peer {
@@ -88,6 +92,7 @@ impl Peer {
         match self {
             Peer::ZkLock => "zk-lock",
             Peer::ZookeeperClient => "zookeeper-client",
+            Peer::Raw => "raw",
         }
     }
 }
@@ -138,6 +143,10 @@ struct Args {
     /// Global deadline in seconds: whatever is still running then stops and `timed_out` is true.
     #[arg(long, default_value_t = 180)]
     deadline_s: u64,
+    /// zk-lock only: release and re-acquire with separate calls (`release().await` then
+    /// `lock().await`) instead of `Mutex::relock`, which pipelines them in one round trip.
+    #[arg(long)]
+    no_relock: bool,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -149,11 +158,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 enum Locker {
     ZkLock(zk_lock::Mutex),
     ZookeeperClient { client: zk::Client, dir: Arc<str> },
+    Raw { client: zk::Client, prefix: Arc<str> },
 }
 
 enum Held<'a> {
     ZkLock(zk_lock::MutexGuard),
     ZookeeperClient(zk::LockClient<'a>),
+    Raw { client: &'a zk::Client, path: String, sequence: i64 },
 }
 
 impl Locker {
@@ -161,6 +172,7 @@ impl Locker {
         Ok(match peer {
             Peer::ZkLock => Locker::ZkLock(zk_lock::Mutex::new(client, dir)?),
             Peer::ZookeeperClient => Locker::ZookeeperClient { client: client.clone(), dir: Arc::from(dir) },
+            Peer::Raw => Locker::Raw { client: client.clone(), prefix: Arc::from(format!("{dir}/raw-")) },
         })
     }
 
@@ -173,11 +185,36 @@ impl Locker {
                     .with_ancestor_options(zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))?;
                 Ok(Held::ZookeeperClient(client.lock(prefix, b"", options).await?))
             }
+            Locker::Raw { client, prefix } => {
+                let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+                let created = match client.create(prefix, b"", &options).await {
+                    Err(zk::Error::NoNode) => {
+                        let dir = &prefix[..prefix.rfind('/').unwrap_or(0)];
+                        client.mkdir(dir, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())).await?;
+                        client.create(prefix, b"", &options).await?
+                    }
+                    other => other?,
+                };
+                let sequence = created.1.into_i64();
+                Ok(Held::Raw { client, path: format!("{prefix}{}", created.1), sequence })
+            }
         }
     }
 }
 
-impl Held<'_> {
+impl<'a> Held<'a> {
+    /// Releases `self` and acquires again: pipelined in one round trip with zk-lock's
+    /// `Mutex::relock` when `pipelined`, else a release followed by an acquire.
+    async fn reacquire(self, locker: &'a Locker, pipelined: bool) -> Result<Held<'a>, BoxError> {
+        match (self, locker) {
+            (Held::ZkLock(guard), Locker::ZkLock(mutex)) if pipelined => Ok(Held::ZkLock(mutex.relock(guard).await?)),
+            (held, locker) => {
+                held.release().await?;
+                locker.acquire().await
+            }
+        }
+    }
+
     /// Sequence number of the lock node (its place in arrival order).
     fn sequence(&self) -> i64 {
         match self {
@@ -187,12 +224,14 @@ impl Held<'_> {
                 // `..._c_<uuid>-lock-<10 digits>`
                 path.get(path.len().saturating_sub(10)..).and_then(|s| s.parse().ok()).unwrap_or(-1)
             }
+            Held::Raw { sequence, .. } => *sequence,
         }
     }
 
     async fn release(self) -> Result<(), BoxError> {
         match self {
             Held::ZkLock(guard) => Ok(guard.release().await?),
+            Held::Raw { client, path, .. } => Ok(client.delete(&path, None).await?),
             Held::ZookeeperClient(lock) => {
                 let client = lock.client();
                 match client.delete(lock.lock_path(), None).await {
@@ -258,16 +297,33 @@ fn remaining(deadline: Instant) -> Duration {
 
 /// `cycles` acquire/release cycles on `locker`; errors are counted, not fatal. Stops at the
 /// deadline.
-async fn run_cycles(locker: &Locker, stats: &PathStats, cycles: usize, deadline: Instant, what: &str) -> WorkerResult {
+///
+/// With `pipelined` (zk-lock's `relock`), each cycle's release goes out together with the next
+/// cycle's acquire; the acquire latency then includes that release.
+async fn run_cycles(
+    locker: &Locker,
+    stats: &PathStats,
+    cycles: usize,
+    deadline: Instant,
+    what: &str,
+    pipelined: bool,
+) -> WorkerResult {
     let mut result = WorkerResult { latencies_ms: Vec::with_capacity(cycles), ..WorkerResult::default() };
-    for _ in 0..cycles {
+    let mut carried: Option<Held<'_>> = None;
+    for i in 0..cycles {
         let left = remaining(deadline);
         if left.is_zero() {
             result.timed_out = true;
             break;
         }
         let asked = Instant::now();
-        let held = match tokio::time::timeout(left, locker.acquire()).await {
+        let acquire = async {
+            match carried.take() {
+                Some(prev) => prev.reacquire(locker, true).await,
+                None => locker.acquire().await,
+            }
+        };
+        let held = match tokio::time::timeout(left, acquire).await {
             Err(_) => {
                 result.timed_out = true;
                 break;
@@ -284,6 +340,10 @@ async fn run_cycles(locker: &Locker, stats: &PathStats, cycles: usize, deadline:
         result.acquired += 1;
         stats.enter(held.sequence());
         stats.leave();
+        if pipelined && i + 1 < cycles {
+            carried = Some(held);
+            continue;
+        }
         match tokio::time::timeout(remaining(deadline).max(Duration::from_secs(1)), held.release()).await {
             Err(_) => {
                 result.timed_out = true;
@@ -294,6 +354,12 @@ async fn run_cycles(locker: &Locker, stats: &PathStats, cycles: usize, deadline:
                 result.errors += 1;
             }
             Ok(Ok(())) => {}
+        }
+    }
+    if let Some(held) = carried {
+        if let Err(err) = held.release().await {
+            tracing::warn!("{what}: release failed: {err}");
+            result.errors += 1;
         }
     }
     result
@@ -423,6 +489,8 @@ struct Outcome {
     timed_out: bool,
     /// Paths to delete afterwards (best effort), children first.
     cleanup: Vec<String>,
+    /// W4: RSS growth while the waiters queued, per waiter.
+    rss_per_waiter: Option<f64>,
 }
 
 async fn connect(setup: &Setup) -> Result<zk::Client, BoxError> {
@@ -447,6 +515,7 @@ async fn connect_all(setup: &Setup, n: usize) -> Result<Vec<zk::Client>, BoxErro
 async fn run_loops(setup: &Setup, shared: bool) -> Result<Outcome, BoxError> {
     let clients = connect_all(setup, setup.clients).await?;
     let peer = setup.args.peer;
+    let pipelined = peer == Peer::ZkLock && !setup.args.no_relock;
     let lock_path = |i: usize| if shared { format!("{}/lock", setup.base) } else { format!("{}/lock-{i}", setup.base) };
     let warm_path =
         |i: usize| if shared { format!("{}/warmup", setup.base) } else { format!("{}/warmup-{i}", setup.base) };
@@ -461,13 +530,13 @@ async fn run_loops(setup: &Setup, shared: bool) -> Result<Outcome, BoxError> {
         let (warm_stats, barrier) = (warm_stats.clone(), barrier.clone());
         let (cycles, warmup, deadline) = (setup.cycles, setup.warmup, setup.deadline);
         tasks.push(tokio::spawn(async move {
-            let warmed = run_cycles(&warm, &warm_stats, warmup, deadline, "warm-up").await;
+            let warmed = run_cycles(&warm, &warm_stats, warmup, deadline, "warm-up", pipelined).await;
             if warmed.errors > 0 {
                 tracing::warn!("client {i}: {} errors during warm-up", warmed.errors);
             }
             barrier.wait().await; // everyone warmed up
             barrier.wait().await; // counters read: go
-            let result = run_cycles(&locker, &stats, cycles, deadline, "measured").await;
+            let result = run_cycles(&locker, &stats, cycles, deadline, "measured", pipelined).await;
             (result, stats.max_holders.load(Ordering::SeqCst))
         }));
     }
@@ -499,6 +568,7 @@ async fn run_loops(setup: &Setup, shared: bool) -> Result<Outcome, BoxError> {
         fifo_inversions: if shared { shared_stats.fifo_inversions() } else { None },
         timed_out,
         cleanup,
+        rss_per_waiter: None,
     })
 }
 
@@ -517,7 +587,9 @@ async fn run_queue(setup: &Setup) -> Result<Outcome, BoxError> {
     for client in clients.iter().chain(std::iter::once(&holder_client)) {
         let warm = Locker::new(peer, client, &warm_path)?;
         let (warm_stats, warmup) = (warm_stats.clone(), setup.warmup);
-        warmers.push(tokio::spawn(async move { run_cycles(&warm, &warm_stats, warmup, deadline, "warm-up").await }));
+        warmers.push(tokio::spawn(
+            async move { run_cycles(&warm, &warm_stats, warmup, deadline, "warm-up", false).await },
+        ));
     }
     for warmer in warmers {
         let warmed = warmer.await?;
@@ -536,6 +608,7 @@ async fn run_queue(setup: &Setup) -> Result<Outcome, BoxError> {
     stats.enter(holder.sequence());
 
     let waiters = setup.args.waiters;
+    let rss_before = rss_bytes();
     let lockers = clients.iter().map(|c| Locker::new(peer, c, &lock_path)).collect::<Result<Vec<_>, _>>()?;
     let mut tasks = Vec::with_capacity(waiters);
     for j in 0..waiters {
@@ -591,6 +664,13 @@ async fn run_queue(setup: &Setup) -> Result<Outcome, BoxError> {
         }
     }
     tracing::info!("{seen} contenders queued; passing the lock down the queue");
+    // Client memory per queued waiter: RSS growth over the queue-up phase / waiters. It counts
+    // everything a waiter costs this process: our task and future, the library's state, the
+    // client's watch registration.
+    let rss_per_waiter = match (rss_before, rss_bytes()) {
+        (Some(before), Some(after)) if waiters > 0 => Some(after.saturating_sub(before) as f64 / waiters as f64),
+        _ => None,
+    };
 
     let before = snapshot(&setup.mntr_addr, setup.server_pid)?;
     let mut errors = 0;
@@ -628,7 +708,17 @@ async fn run_queue(setup: &Setup) -> Result<Outcome, BoxError> {
         fifo_inversions: stats.fifo_inversions(),
         timed_out,
         cleanup: vec![lock_path, warm_path],
+        rss_per_waiter,
     })
+}
+
+/// Resident set size of this process, from `/proc/self/statm`.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Deletes the benchmark's directories if they are empty (best effort; zk-lock's are
@@ -687,6 +777,9 @@ async fn run(args: Args) -> Result<Value, BoxError> {
         setup.base
     );
 
+    if setup.args.peer == Peer::Raw && matches!(setup.args.workload, Workload::W2 | Workload::W4) {
+        return Err("the raw floor (create + delete, no lock) is only measured for W1 and W3".into());
+    }
     let outcome = match setup.args.workload {
         Workload::W1 | Workload::W2 => run_loops(&setup, true).await?,
         Workload::W3 => run_loops(&setup, false).await?,
@@ -696,7 +789,7 @@ async fn run(args: Args) -> Result<Value, BoxError> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     cleanup(&setup, &outcome.cleanup).await;
 
-    let Outcome { before, after, results, max_holders, fifo_inversions, timed_out, .. } = outcome;
+    let Outcome { before, after, results, max_holders, fifo_inversions, timed_out, rss_per_waiter, .. } = outcome;
     let acquired: usize = results.iter().map(|r| r.acquired).sum();
     let errors: usize = results.iter().map(|r| r.errors).sum();
     let mut latencies: Vec<f64> = results.iter().flat_map(|r| r.latencies_ms.iter().copied()).collect();
@@ -714,6 +807,10 @@ async fn run(args: Args) -> Result<Value, BoxError> {
     out.insert("peer".into(), json!(setup.args.peer.name()));
     out.insert("workload".into(), json!(format!("{:?}", setup.args.workload)));
     out.insert("clients".into(), json!(setup.clients));
+    // How a client released and re-acquired in W1-W3: zk-lock's pipelined `relock`, or a
+    // release followed by an acquire.
+    let relock = setup.args.peer == Peer::ZkLock && !setup.args.no_relock && setup.args.workload != Workload::W4;
+    out.insert("release_api".into(), json!(if relock { "relock" } else { "release+lock" }));
     out.insert("cycles".into(), json!(acquired));
     out.insert("elapsed_s".into(), num(Some(elapsed), 4));
     out.insert("cycles_per_s".into(), num(if elapsed > 0.0 { Some(acquired as f64 / elapsed) } else { None }, 1));
@@ -739,6 +836,7 @@ async fn run(args: Args) -> Result<Value, BoxError> {
         out.insert("waiters".into(), json!(setup.args.waiters));
         let events = after.mntr.watch_events - before.mntr.watch_events;
         out.insert("watch_events_per_handoff".into(), num(per_cycle(events), 3));
+        out.insert("rss_per_waiter_bytes".into(), num(rss_per_waiter, 0));
     }
     Ok(Value::Object(out))
 }

@@ -54,15 +54,15 @@ impl NodeCleanup {
         self.armed = false;
     }
 
-    /// Deletes our node now, retrying through connection trouble, and disarms.
+    /// Deletes our node now, retrying through connection trouble, and disarms once it is gone.
     ///
-    /// Cancel safety: if the future is dropped before it finishes, the cleanup stays armed and
-    /// its `Drop` goes on in the background.
-    pub(crate) async fn delete_now(&mut self) -> Result<()> {
-        let result =
-            delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref(), self.handoff).await;
+    /// Cancel safety: if the future is dropped before it finishes, or it fails, the cleanup
+    /// stays armed and its `Drop` goes on in the background.
+    pub(crate) async fn delete_now(&mut self) -> Result<Gone> {
+        let gone =
+            delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref(), self.handoff).await?;
         self.armed = false;
-        result
+        Ok(gone)
     }
 }
 
@@ -71,15 +71,18 @@ impl Drop for NodeCleanup {
         if !self.armed {
             return;
         }
-        // Queue the delete right away: it goes out even if no task ever polls it.
+        // Send the delete right away (requests go out when called, not when polled): it goes out
+        // even if no task ever runs. A handoff's answer is not awaited (its future borrows the
+        // client): the task below sends a second delete, which finds the node gone if the first
+        // worked.
         let rt = tokio::runtime::Handle::try_current();
-        // Without a runtime, or for a node that is not a granted lock, queue a plain delete
-        // right away: it goes out even if no task ever polls it. A handoff (a multi-op whose
-        // future borrows the client) is sent by the task below instead.
-        let first = match (&self.node, &rt, self.handoff) {
-            (Some(_), Ok(_), true) => None,
-            (Some(node), _, _) => Some(self.client.delete(node, None)),
-            (None, _, _) => None,
+        let first = match (&self.node, self.handoff) {
+            (Some(node), true) => {
+                drop(send_handoff(&self.client, node));
+                None
+            }
+            (Some(node), false) => Some(self.client.delete(node, None)),
+            (None, _) => None,
         };
         let Ok(rt) = rt else {
             tracing::warn!(dir = %self.dir, "lock node cleanup outside a tokio runtime: delete sent once, not retried");
@@ -153,11 +156,7 @@ fn delete_request<'a>(
     handoff: bool,
 ) -> impl std::future::Future<Output = Result<(), zk::Error>> + Send + 'a {
     let plain = (!handoff).then(|| client.delete(node, None));
-    let multi = handoff.then(|| {
-        let mut writer = client.new_multi_writer();
-        let added = writer.add_set_data(node, b"", None).and_then(|()| writer.add_delete(node, None));
-        added.map(|()| writer.commit())
-    });
+    let multi = handoff.then(|| send_handoff(client, node));
     async move {
         match (plain, multi) {
             (Some(plain), _) => plain.await,
@@ -172,15 +171,43 @@ fn delete_request<'a>(
     }
 }
 
+/// Sends the handoff multi-op (empty the data, then delete) at once.
+fn send_handoff<'a>(
+    client: &'a zk::Client,
+    node: &str,
+) -> Result<
+    impl std::future::Future<Output = Result<Vec<zk::MultiWriteResult>, zk::MultiWriteError>> + Send + 'a,
+    zk::Error,
+> {
+    let mut writer = client.new_multi_writer();
+    writer.add_set_data(node, b"", None)?;
+    writer.add_delete(node, None)?;
+    Ok(writer.commit())
+}
+
+/// How a node we meant to delete went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gone {
+    /// Our delete did it (or a retry found it gone after a delete of ours with an unknown
+    /// outcome), or nothing had been created.
+    Deleted,
+    /// It was gone before our first delete reached it (deleted by someone else), or the session
+    /// is over.
+    AlreadyGone,
+}
+
 async fn delete_until_gone(
     client: &zk::Client,
     dir: &LockPath,
     attempt: &AttemptName,
     node: Option<&str>,
     handoff: bool,
-) -> Result<()> {
+) -> Result<Gone> {
     let mut backoff = Backoff::new();
     let mut node = node.map(str::to_owned);
+    let mut handoff = handoff;
+    let mut first = true;
+    let mut last_error = zk::Error::ConnectionLoss;
     for _ in 0..MAX_ATTEMPTS {
         let path = match &node {
             Some(path) => path.clone(),
@@ -189,28 +216,38 @@ async fn delete_until_gone(
                     node = Some(path.clone());
                     path
                 }
-                Ok(None) => return Ok(()),
-                Err(Error::SessionExpired | Error::SessionClosed) => return Ok(()),
+                Ok(None) => return Ok(Gone::Deleted),
+                Err(Error::SessionExpired | Error::SessionClosed) => return Ok(Gone::AlreadyGone),
                 Err(e) => return Err(e),
             },
         };
         match delete_request(client, &path, handoff).await {
-            Ok(()) | Err(zk::Error::NoNode) => {
+            Ok(()) => {
                 tracing::debug!(node = %path, "lock node deleted");
-                return Ok(());
+                return Ok(Gone::Deleted);
             }
+            Err(zk::Error::NoNode) if first => return Ok(Gone::AlreadyGone),
+            Err(zk::Error::NoNode) => return Ok(Gone::Deleted),
             Err(e) => match outcome(&e) {
                 // The session is over: the server deleted its ephemeral nodes.
-                Outcome::Terminal => return Ok(()),
+                Outcome::Terminal => return Ok(Gone::AlreadyGone),
                 Outcome::Unknown => {
                     tracing::debug!(node = %path, error = %e, "delete of lock node failed, retrying");
+                    first = false;
+                    last_error = e;
                     backoff.wait().await
+                }
+                // The handoff's data change was refused (e.g. an ACL without WRITE): a plain
+                // delete still frees the lock; the successor then lists once more.
+                Outcome::Definite if handoff => {
+                    tracing::debug!(node = %path, error = %e, "handoff refused, deleting plainly");
+                    handoff = false;
                 }
                 Outcome::Definite => return Err(Error::from_zk(e, &path)),
             },
         }
     }
-    Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+    Err(Error::from_zk(last_error, dir.as_str()))
 }
 
 /// Exponential backoff from 5 ms to 500 ms between retries after an unknown outcome.

@@ -23,6 +23,8 @@ use crate::state::LockState;
 pub struct FencedWrite<'a> {
     writer: zk::CheckWriter<'a>,
     held: &'a Held,
+    /// The path of each operation, to name it in an error.
+    paths: Vec<String>,
 }
 
 impl std::fmt::Debug for FencedWrite<'_> {
@@ -44,7 +46,7 @@ impl<'a> FencedWrite<'a> {
 
     pub(crate) fn new(held: &'a Held) -> FencedWrite<'a> {
         let writer = held.client().new_check_writer(held.node(), None).expect("lock node path was valid when created");
-        FencedWrite { writer, held }
+        FencedWrite { writer, held, paths: Vec::new() }
     }
 
     /// Adds a `setData` of `path`.
@@ -65,7 +67,9 @@ impl<'a> FencedWrite<'a> {
     /// ```
     pub fn set_data(&mut self, path: &str, data: &[u8], expected_version: Option<i32>) -> Result<()> {
         self.check_target(path)?;
-        self.writer.add_set_data(path, data, expected_version).map_err(|e| Error::from_zk(e, path))
+        self.writer.add_set_data(path, data, expected_version).map_err(|e| Error::from_zk(e, path))?;
+        self.paths.push(path.to_owned());
+        Ok(())
     }
 
     /// Adds a `create` of `path`.
@@ -87,7 +91,9 @@ impl<'a> FencedWrite<'a> {
     /// ```
     pub fn create(&mut self, path: &str, data: &[u8], options: &zk::CreateOptions<'_>) -> Result<()> {
         self.check_target(path)?;
-        self.writer.add_create(path, data, options).map_err(|e| Error::from_zk(e, path))
+        self.writer.add_create(path, data, options).map_err(|e| Error::from_zk(e, path))?;
+        self.paths.push(path.to_owned());
+        Ok(())
     }
 
     /// Adds a `delete` of `path`.
@@ -108,7 +114,9 @@ impl<'a> FencedWrite<'a> {
     /// ```
     pub fn delete(&mut self, path: &str, expected_version: Option<i32>) -> Result<()> {
         self.check_target(path)?;
-        self.writer.add_delete(path, expected_version).map_err(|e| Error::from_zk(e, path))
+        self.writer.add_delete(path, expected_version).map_err(|e| Error::from_zk(e, path))?;
+        self.paths.push(path.to_owned());
+        Ok(())
     }
 
     /// Adds a check that `path` has `version`.
@@ -128,7 +136,9 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub fn check_version(&mut self, path: &str, version: i32) -> Result<()> {
-        self.writer.add_check_version(path, version).map_err(|e| Error::from_zk(e, path))
+        self.writer.add_check_version(path, version).map_err(|e| Error::from_zk(e, path))?;
+        self.paths.push(path.to_owned());
+        Ok(())
     }
 
     /// Sends the write. It applies only if our lock node still exists at that moment.
@@ -140,8 +150,8 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Cancel safety
     ///
-    /// The request is sent when `commit` is called; dropping the future does not withdraw it, you
-    /// only lose its answer.
+    /// The request is sent when the future is first polled; once sent, dropping the future does
+    /// not withdraw it, you only lose its answer.
     ///
     /// # Examples
     ///
@@ -157,7 +167,7 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub async fn commit(self) -> Result<Vec<zk::MultiWriteResult>> {
-        let held = self.held;
+        let (held, paths) = (self.held, self.paths);
         let lost = || Error::LockLost { path: held.lock.to_string() };
         if held.state() == LockState::Lost {
             return Err(lost());
@@ -171,7 +181,10 @@ impl<'a> FencedWrite<'a> {
             Err(zk::CheckWriteError::CheckFailed { source } | zk::CheckWriteError::RequestFailed { source }) => {
                 Err(Error::from_zk(source, held.node()))
             }
-            Err(zk::CheckWriteError::OperationFailed { source, .. }) => Err(Error::from_zk(source, held.lock.as_str())),
+            Err(zk::CheckWriteError::OperationFailed { source, index }) => {
+                let path = paths.get(index).map_or(held.lock.as_str(), String::as_str);
+                Err(Error::from_zk(source, path))
+            }
         }
     }
 }

@@ -186,12 +186,14 @@ impl MutexGuard {
     }
 
     /// Releases the lock: returns once our node is deleted (or the session is over), retrying
-    /// through connection loss. With re-entered guards alive, it only gives up this one.
+    /// through connection loss. With re-entered guards alive, it only gives up this one (when
+    /// the last two are released at the same moment, the node is deleted by the last guard's
+    /// drop, in the background).
     ///
     /// # Errors
     ///
-    /// [`Error::LockLost`](crate::Error::LockLost) if the lock had been lost while held (the node
-    /// is gone all the same), [`Error::NotAuthorized`](crate::Error::NotAuthorized) if an ACL
+    /// [`Error::LockLost`](crate::Error::LockLost) if the lock had been lost while held, or our
+    /// node was already deleted by someone else (the node is gone all the same), [`Error::NotAuthorized`](crate::Error::NotAuthorized) if an ACL
     /// forbids the delete.
     ///
     /// # Cancel safety

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use zookeeper_client as zk;
 
-use crate::cleanup::NodeCleanup;
+use crate::cleanup::{Gone, NodeCleanup};
 use crate::error::{Error, Result};
 use crate::path::LockPath;
 use crate::queue::{Queue, Ticket};
@@ -46,13 +46,15 @@ impl Held {
         self.tracker.state()
     }
 
-    /// Deletes the node; `Err(LockLost)` (after the delete) if the lock had been lost meanwhile.
+    /// Deletes the node; `Err(LockLost)` (after the delete) if the lock had been lost meanwhile,
+    /// or the node was already gone.
     pub(crate) async fn release(mut self) -> Result<()> {
         let was_lost = self.tracker.state() == LockState::Lost;
         self.tracker.start_release();
-        self.cleanup.delete_now().await?;
+        let gone = self.cleanup.delete_now().await?;
         tracing::debug!(lock = %self.lock, node = %self.node(), token = %self.token, "released");
-        if was_lost {
+        // Gone before our delete reached it: someone else deleted it, or the session ended.
+        if was_lost || gone == Gone::AlreadyGone {
             Err(Error::LockLost { path: self.lock.to_string() })
         } else {
             Ok(())

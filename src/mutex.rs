@@ -239,8 +239,9 @@ impl Mutex {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the lock was not granted within `timeout` (nothing is left on
-    /// the server), or any error of [`lock`](Mutex::lock).
+    /// [`Error::Timeout`] when the lock was not granted within `timeout` (our node, if it was
+    /// created, is then deleted in the background, as for a dropped `lock()`), or any error of
+    /// [`lock`](Mutex::lock).
     ///
     /// # Cancel safety
     ///

@@ -41,13 +41,32 @@ impl Layout {
         self.markers.iter().enumerate().find_map(|(kind, marker)| {
             let at = name.rfind(marker)?;
             let suffix = &name[at + marker.len()..];
-            let digits = suffix.strip_prefix('-').unwrap_or(suffix);
-            if digits.len() < 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            // The server formats the counter with `%010d`: ten digits, or a minus sign and nine
+            // digits once the signed 32-bit counter has wrapped.
+            let (digits, min) = match suffix.strip_prefix('-') {
+                Some(digits) => (digits, 9),
+                None => (suffix, 10),
+            };
+            if digits.len() < min || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             let seq: i64 = suffix.parse().ok()?;
             Some(Contender { name: name.to_owned(), seq, kind })
         })
+    }
+
+    /// The contenders among `children` in queue order as seen from a contender with sequence
+    /// `me`: ordered by signed 32-bit distance from `me`, so that a queue that spans the wrap of
+    /// the server's counter (after 2^31 creates under one parent) stays in arrival order.
+    pub(crate) fn contenders_around<'a>(
+        &self,
+        children: impl IntoIterator<Item = &'a String>,
+        me: i64,
+    ) -> Vec<Contender> {
+        let mut v: Vec<Contender> = children.into_iter().filter_map(|c| self.parse(c)).collect();
+        let key = |c: &Contender| (c.seq as i32).wrapping_sub(me as i32);
+        v.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name)));
+        v
     }
 
     /// The contenders among `children`, in queue order.
@@ -105,6 +124,8 @@ mod tests {
         assert!(l.parse("_c_x-lock-12").is_none());
         assert!(l.parse("_c_x-lock-00000000ab").is_none());
         assert_eq!(l.parse("x-lock--2147483648").unwrap().seq, -2147483648);
+        assert_eq!(l.parse("x-lock--000000005").unwrap().seq, -5);
+        assert!(l.parse("x-lock--00000005").is_none());
     }
 
     #[test]
@@ -117,6 +138,19 @@ mod tests {
         ];
         let order: Vec<i64> = Layout::MUTEX.contenders(&children).iter().map(|c| c.seq).collect();
         assert_eq!(order, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_queue_across_the_counter_wrap_keeps_arrival_order() {
+        let children: Vec<String> =
+            ["a-lock-2147483646", "b-lock-2147483647", "c-lock--2147483648", "d-lock--2147483647"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let names = |me| Layout::MUTEX.contenders_around(&children, me).into_iter().map(|c| c.name).collect::<Vec<_>>();
+        let arrival = ["a-lock-2147483646", "b-lock-2147483647", "c-lock--2147483648", "d-lock--2147483647"];
+        assert_eq!(names(-2147483648), arrival);
+        assert_eq!(names(2147483647), arrival);
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::token::FencingToken;
 
 /// How many times a vanished lock directory is re-created within one acquire.
 const MAX_DIR_RECREATES: u32 = 16;
+/// Bound on creates retried after an unknown outcome (each waits for an answer or a reconnect,
+/// with a backoff of up to 500 ms).
+const MAX_CREATE_RETRIES: u32 = 100;
 /// Bound on retries of one read after unknown outcomes.
 const MAX_READ_RETRIES: u32 = 10_000;
 
@@ -57,6 +60,25 @@ impl Policy for Exclusive {
     }
 }
 
+/// `acls` with WRITE and ADMIN taken from everyone, and all permissions given to the creating
+/// session's own identities (the `auth` scheme).
+fn owner_writable(acls: &[zk::Acl]) -> Vec<zk::Acl> {
+    use zk::Permission as P;
+    let mut out: Vec<zk::Acl> = acls
+        .iter()
+        .filter(|acl| acl.scheme() != "auth")
+        .filter_map(|acl| {
+            let keep = [P::READ, P::CREATE, P::DELETE]
+                .into_iter()
+                .filter(|p| acl.permission().has(*p))
+                .fold(P::NONE, |a, b| a | b);
+            (keep != P::NONE).then(|| zk::Acl::new(keep, acl.auth_id().clone()))
+        })
+        .collect();
+    out.push(zk::Acl::new(P::ALL, zk::AuthId::authed()));
+    out
+}
+
 /// The fixed part of a queue: where, how nodes are named, what they carry.
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -66,7 +88,11 @@ pub(crate) struct Queue {
     /// Index of this queue's own marker in `layout`.
     kind: usize,
     data: Vec<u8>,
+    /// ACLs of the directories we create: the user's.
     acls: Vec<zk::Acl>,
+    /// ACLs of our lock nodes: the user's without WRITE and ADMIN, plus everything for the
+    /// session's own identities, so that only the owner can write (hand off) a lock node.
+    node_acls: Vec<zk::Acl>,
     session: OnceLock<Arc<SessionShared>>,
 }
 
@@ -99,7 +125,8 @@ impl Queue {
         data: Vec<u8>,
         acls: Vec<zk::Acl>,
     ) -> Queue {
-        Queue { client, dir, layout, kind, data, acls, session: OnceLock::new() }
+        let node_acls = owner_writable(&acls);
+        Queue { client, dir, layout, kind, data, acls, node_acls, session: OnceLock::new() }
     }
 
     pub(crate) fn session(&self) -> &Arc<SessionShared> {
@@ -118,8 +145,10 @@ impl Queue {
         let attempt = AttemptName::new(self.marker());
         let prefix = self.dir.child(&attempt.prefix);
         let mut cleanup = NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone());
-        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&self.acls));
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&self.node_acls));
+        self.session().owner_identity().await.map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
         let mut recreated = 0;
+        let mut unknown = 0;
         let mut backoff = Backoff::new();
         loop {
             let sent = Instant::now();
@@ -142,9 +171,14 @@ impl Queue {
                             tracing::debug!(node = %node, "create had an unknown outcome; found and adopted our node");
                             (node, stat)
                         }
-                        None => {
+                        None if unknown < MAX_CREATE_RETRIES => {
+                            unknown += 1;
                             backoff.wait().await;
                             continue;
+                        }
+                        None => {
+                            cleanup.disarm();
+                            return Err(self.create_error(e));
                         }
                     },
                     _ => {
@@ -205,12 +239,9 @@ impl Queue {
     pub(crate) async fn list(&self) -> Result<Vec<String>> {
         let mut backoff = Backoff::new();
         for _ in 0..MAX_READ_RETRIES {
-            let sent = Instant::now();
+            // A read proves nothing about the leader: it does not count as heard.
             match self.client.list_children(self.dir.as_str()).await {
-                Ok(children) => {
-                    self.session().heard(sent);
-                    return Ok(children);
-                }
+                Ok(children) => return Ok(children),
                 Err(zk::Error::NoNode) => return Ok(Vec::new()),
                 Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
                 Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
@@ -233,7 +264,7 @@ impl Queue {
 
     /// Whether the ticket may proceed now, from its last listing, without waiting.
     pub(crate) fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
-        let queue = self.contenders(&ticket.children);
+        let queue = self.layout.contenders_around(&ticket.children, ticket.seq);
         let me = self.find_me(&queue, ticket)?;
         ticket.position = me;
         Ok(policy.blocker(&queue, me).is_none())
@@ -257,9 +288,10 @@ impl Queue {
     ///
     /// Cancel safety: this future may be dropped at any point; the ticket keeps the cleanup duty.
     pub(crate) async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<()> {
+        let _waiting = self.session().waiting();
         let mut backoff = Backoff::new();
         loop {
-            let queue = self.contenders(&ticket.children);
+            let queue = self.layout.contenders_around(&ticket.children, ticket.seq);
             let me = self.find_me(&queue, ticket)?;
             ticket.position = me;
             let Some(blocker) = policy.blocker(&queue, me) else {

@@ -1,12 +1,14 @@
 //! The session monitor: when did the server last hear from us, and is the connection up?
 //!
-//! One monitor runs per ZooKeeper session (and chroot) while locks are held on it. It keeps
-//! `last_heard`, a lower bound of the last moment the server received something from us: the
-//! send time of the latest request that got an answer. The server cannot expire the session
-//! before `last_heard + session_timeout`, so a holder that declares its lock lost at
-//! `last_heard + LOST_AFTER` is always earlier than the server. While locks are held, a
-//! heartbeat (an `exists` on the root) keeps `last_heard` fresh, and after a lock has been held
-//! for one heartbeat period a data watch on its own node tells when someone deletes it.
+//! One monitor runs per ZooKeeper session (and chroot) while locks are held or awaited on it. It
+//! keeps `last_heard`, a lower bound of the last moment the *leader* received something from us:
+//! the send time of the latest write or `sync` that got an answer (reads are not counted: a
+//! follower cut off from the leader still answers them while the leader expires the session).
+//! The server cannot expire the session before `last_heard + session_timeout`, so a holder that
+//! declares its lock lost at `last_heard + LOST_AFTER` is always earlier than the server. While
+//! locks are held or awaited, a heartbeat (a `sync`) keeps `last_heard` fresh, and after a lock
+//! has been held for one heartbeat period a data watch on its own node tells when someone deletes
+//! or writes it.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 use zookeeper_client as zk;
 
 use crate::error::{outcome, Outcome};
@@ -46,6 +48,10 @@ pub(crate) struct SessionShared {
     /// Nanoseconds after `base` of the last send whose answer came back.
     heard: AtomicU64,
     trackers: StdMutex<Vec<Weak<Tracker>>>,
+    /// Contenders of this session waiting for their turn.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// The session's own digest identity, added once (see [`SessionShared::owner_identity`]).
+    identity: OnceCell<()>,
     wake: Arc<Notify>,
     terminated: AtomicBool,
     pub(crate) lost_after: Duration,
@@ -64,12 +70,17 @@ impl SessionShared {
         }
         map.retain(|_, w| w.strong_count() > 0);
         let timeout = client.session_timeout();
-        let base = Instant::now();
+        // Far enough in the past that a send time is never before it: `last_heard` starts out
+        // long ago, until the first answer.
+        let now = Instant::now();
+        let base = now.checked_sub(Duration::from_secs(3600)).unwrap_or(now);
         let shared = Arc::new(SessionShared {
             client: client.clone(),
             base,
             heard: AtomicU64::new(0),
             trackers: StdMutex::new(Vec::new()),
+            waiting: Default::default(),
+            identity: OnceCell::new(),
             wake: Arc::new(Notify::new()),
             terminated: AtomicBool::new(false),
             lost_after: share(timeout, LOST_AFTER),
@@ -81,7 +92,29 @@ impl SessionShared {
         shared
     }
 
-    /// Records that a request sent at `sent` was answered.
+    /// Gives the session an identity of its own, a random `digest` user, once. Lock nodes are
+    /// created writable only by their owner's identities (`auth` ACL), so nobody else can fake
+    /// the data change that hands the lock to the next contender.
+    pub(crate) async fn owner_identity(&self) -> Result<(), zk::Error> {
+        self.identity
+            .get_or_try_init(|| async {
+                let secret = format!("zk-lock-{}:{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+                self.client.auth("digest", secret.as_bytes()).await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Counts a contender of this session as waiting until the returned token is dropped: the
+    /// monitor keeps `last_heard` fresh meanwhile, so that a lock granted after a long wait
+    /// starts out `Held`.
+    pub(crate) fn waiting(self: &Arc<Self>) -> Waiting {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.wake.notify_one();
+        Waiting(self.clone())
+    }
+
+    /// Records that a write or `sync` sent at `sent` was answered.
     pub(crate) fn heard(&self, sent: Instant) {
         let nanos = sent.saturating_duration_since(self.base).as_nanos() as u64;
         self.heard.fetch_max(nanos, Ordering::AcqRel);
@@ -113,18 +146,28 @@ impl SessionShared {
     }
 }
 
+/// See [`SessionShared::waiting`].
+#[derive(Debug)]
+pub(crate) struct Waiting(Arc<SessionShared>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Drop for SessionShared {
     fn drop(&mut self) {
         self.wake.notify_one();
     }
 }
 
-type Heartbeat = Pin<Box<dyn std::future::Future<Output = (Instant, Result<Option<zk::Stat>, zk::Error>)> + Send>>;
+type Heartbeat<'a> = Pin<Box<dyn std::future::Future<Output = (Instant, Result<(), zk::Error>)> + Send + 'a>>;
 
 async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
     let Some(client) = weak.upgrade().map(|s| s.client.clone()) else { return };
     let mut states = client.state_watcher();
-    let mut heartbeat: Option<Heartbeat> = None;
+    let mut heartbeat: Option<Heartbeat<'_>> = None;
     loop {
         let Some(s) = weak.upgrade() else { return };
         let now = Instant::now();
@@ -137,7 +180,7 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
             }
             return;
         }
-        if trackers.is_empty() {
+        if trackers.is_empty() && s.waiting.load(Ordering::SeqCst) == 0 {
             heartbeat = None;
             drop(s);
             wake.notified().await;
@@ -165,8 +208,9 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
             }
         }
         if heartbeat.is_none() && connected && now >= heard + s.heartbeat_every {
+            // A sync goes through the leader: its answer proves the leader heard from us.
             let sent = now;
-            let probe = client.check_stat("/");
+            let probe = client.sync("/");
             heartbeat = Some(Box::pin(async move { (sent, probe.await) }));
         }
         for at in [heard + s.heartbeat_every, heard + s.suspend_after, heard + s.lost_after] {
@@ -203,7 +247,6 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
         let session = t.session().clone();
         let retry_in = session.heartbeat_every;
         drop(t);
-        let sent = Instant::now();
         let result = client.get_and_watch_data(&path).await;
         let lose = |why: &str| {
             if let Some(t) = tracker.upgrade() {
@@ -212,7 +255,6 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
         };
         match result {
             Ok((_, stat, watcher)) => {
-                session.heard(sent);
                 drop(session);
                 if stat.ephemeral_owner != client.session_id().0 {
                     lose("lock node belongs to another session");
@@ -225,6 +267,12 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
                         return;
                     }
                     zk::EventType::Session => return,
+                    // Only our own release writes our node: anyone else's write may have handed
+                    // the lock to our successor.
+                    zk::EventType::NodeDataChanged => {
+                        lose("lock node written by someone else");
+                        return;
+                    }
                     _ => continue,
                 }
             }

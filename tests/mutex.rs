@@ -411,3 +411,80 @@ async fn relock_releases_and_requeues_in_fifo_order() {
     guard.release().await.unwrap();
     assert!(children(&a, &path).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_handed_over_after_a_long_wait_starts_held() {
+    // The waiter's session has nothing else going on while it waits longer than its timeout.
+    let cs = shared_connect();
+    let timeout = Duration::from_secs(2);
+    let path = unique_path("long-wait");
+    let a = connect(&cs, timeout).await;
+    let b = connect(&cs, timeout).await;
+    let c = connect(&cs, timeout).await;
+    let ga = Mutex::new(&a, path.clone()).unwrap().lock().await.unwrap();
+    let mb = Mutex::new(&b, path.clone()).unwrap();
+    let waiter_b = tokio::spawn(async move { mb.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
+    let mc = Mutex::new(&c, path.clone()).unwrap();
+    let waiter_c = tokio::spawn(async move { mc.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
+    // B is granted by A's release, C by B's handoff after waiting 3 s on a 2 s session.
+    ga.release().await.unwrap();
+    let gb = waiter_b.await.unwrap().unwrap();
+    assert_eq!(gb.state(), LockState::Held);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(gb.state(), LockState::Held);
+    gb.release().await.unwrap();
+    let gc = waiter_c.await.unwrap().unwrap();
+    assert_eq!(gc.state(), LockState::Held, "granted by handoff after a long wait");
+    gc.release().await.expect("a lock that was held is released cleanly");
+}
+
+#[tokio::test]
+async fn lock_nodes_are_writable_only_by_their_owner() {
+    let cs = shared_connect();
+    let path = unique_path("owner-only");
+    let a = connect(&cs, T).await;
+    let stranger = connect(&cs, T).await;
+    let guard = Mutex::new(&a, path.clone()).unwrap().lock().await.unwrap();
+    // A Curator revoker or `zkCli set` on our node would fake a handoff: refused.
+    assert_eq!(stranger.set_data(guard.node(), b"__REVOKE__", None).await, Err(zk::Error::NoAuth));
+    // Reading it is fine (participants, Curator waiters).
+    assert!(stranger.get_data(guard.node()).await.is_ok());
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn least_privilege_acls_still_hand_off_and_leave_nothing() {
+    use zk::{Acl, AuthId, Permission};
+    let cs = shared_connect();
+    let path = unique_path("least-privilege");
+    let acls = [Acl::new(Permission::READ | Permission::CREATE | Permission::DELETE, AuthId::anyone())];
+    let a = connect(&cs, T).await;
+    let b = connect(&cs, T).await;
+    let c = connect(&cs, T).await;
+    let ma = Mutex::builder(&a, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap();
+    let mb = Mutex::builder(&b, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap();
+    let mc = Mutex::builder(&c, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap();
+    let ga = ma.lock().await.unwrap();
+    let wb = tokio::spawn(async move { mb.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
+    let wc = tokio::spawn(async move { mc.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
+    ga.release().await.unwrap();
+    let gb = wb.await.unwrap().unwrap();
+    gb.release().await.expect("B waited, so its release is a handoff");
+    let gc = wc.await.unwrap().unwrap();
+    gc.release().await.unwrap();
+    assert!(children(&a, &path).await.is_empty());
+}
+
+#[tokio::test]
+async fn releasing_a_node_someone_else_deleted_reports_the_loss() {
+    let cs = shared_connect();
+    let client = connect(&cs, Duration::from_secs(10)).await;
+    let other = connect(&cs, T).await;
+    let guard = Mutex::new(&client, unique_path("deleted-before-release")).unwrap().lock().await.unwrap();
+    other.delete(guard.node(), None).await.unwrap();
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+}
