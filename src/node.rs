@@ -15,9 +15,9 @@ const PROTECTED: &str = "_c_";
 
 /// One node in a lock directory that parses as a contender.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Contender {
-    /// The child name (not the full path).
-    pub(crate) name: String,
+pub(crate) struct Contender<'a> {
+    /// The child name (not the full path), borrowed from the listing.
+    pub(crate) name: &'a str,
     /// The sequence suffix.
     pub(crate) seq: i64,
     /// Index into the layout's markers of the marker this node carries.
@@ -37,7 +37,7 @@ impl Layout {
 
     /// Reads `name` as a contender: the text after the last marker must be a sequence number.
     /// Anything else in the directory is foreign and ignored.
-    pub(crate) fn parse(&self, name: &str) -> Option<Contender> {
+    pub(crate) fn parse<'a>(&self, name: &'a str) -> Option<Contender<'a>> {
         self.markers.iter().enumerate().find_map(|(kind, marker)| {
             let at = name.rfind(marker)?;
             let suffix = &name[at + marker.len()..];
@@ -51,7 +51,7 @@ impl Layout {
                 return None;
             }
             let seq: i64 = suffix.parse().ok()?;
-            Some(Contender { name: name.to_owned(), seq, kind })
+            Some(Contender { name, seq, kind })
         })
     }
 
@@ -62,16 +62,16 @@ impl Layout {
         &self,
         children: impl IntoIterator<Item = &'a String>,
         me: i64,
-    ) -> Vec<Contender> {
-        let mut v: Vec<Contender> = children.into_iter().filter_map(|c| self.parse(c)).collect();
-        let key = |c: &Contender| (c.seq as i32).wrapping_sub(me as i32);
+    ) -> Vec<Contender<'a>> {
+        let mut v: Vec<Contender<'a>> = children.into_iter().filter_map(|c| self.parse(c)).collect();
+        let key = |c: &Contender<'_>| (c.seq as i32).wrapping_sub(me as i32);
         v.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name)));
         v
     }
 
     /// The contenders among `children`, in queue order.
-    pub(crate) fn contenders<'a>(&self, children: impl IntoIterator<Item = &'a String>) -> Vec<Contender> {
-        let mut v: Vec<Contender> = children.into_iter().filter_map(|c| self.parse(c)).collect();
+    pub(crate) fn contenders<'a>(&self, children: impl IntoIterator<Item = &'a String>) -> Vec<Contender<'a>> {
+        let mut v: Vec<Contender<'a>> = children.into_iter().filter_map(|c| self.parse(c)).collect();
         v.sort_unstable_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.name.cmp(&b.name)));
         v
     }

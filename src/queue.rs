@@ -251,14 +251,14 @@ impl Queue {
     }
 
     /// The contenders now in the directory, in queue order.
-    pub(crate) fn contenders(&self, children: &[String]) -> Vec<Contender> {
+    pub(crate) fn contenders<'a>(&self, children: &'a [String]) -> Vec<Contender<'a>> {
         self.layout.contenders(children)
     }
 
     /// Whether a new contender of our kind would have to wait behind `queue`.
     pub(crate) fn would_block(&self, queue: &[Contender], policy: &dyn Policy) -> bool {
         let mut with_me = queue.to_vec();
-        with_me.push(Contender { name: String::new(), seq: i64::MAX, kind: self.kind });
+        with_me.push(Contender { name: "", seq: i64::MAX, kind: self.kind });
         policy.blocker(&with_me, with_me.len() - 1).is_some()
     }
 
@@ -291,7 +291,10 @@ impl Queue {
         let _waiting = self.session().waiting();
         let mut backoff = Backoff::new();
         loop {
-            let queue = self.layout.contenders_around(&ticket.children, ticket.seq);
+            // The listing is not kept while we wait: with a long queue it is the bulk of a
+            // waiter's memory.
+            let children = std::mem::take(&mut ticket.children);
+            let queue = self.layout.contenders_around(&children, ticket.seq);
             let me = self.find_me(&queue, ticket)?;
             ticket.position = me;
             let Some(blocker) = policy.blocker(&queue, me) else {
@@ -303,6 +306,7 @@ impl Queue {
             // node just before us; then we are first and need not list again.
             let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(&queue[blocker].name);
             drop(queue);
+            drop(children);
             tracing::trace!(lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
             ticket.waited = true;
             match self.client.get_and_watch_data(&watched).await {
@@ -328,7 +332,8 @@ impl Queue {
     pub(crate) async fn participants(&self) -> Result<Vec<crate::Participant>> {
         let mut backoff = Backoff::new();
         for _ in 0..MAX_READ_RETRIES {
-            let queue = self.contenders(&self.list().await?);
+            let children = self.list().await?;
+            let queue = self.contenders(&children);
             if queue.is_empty() {
                 return Ok(Vec::new());
             }
