@@ -65,14 +65,14 @@ impl Layout {
     ) -> Vec<Contender<'a>> {
         let mut v: Vec<Contender<'a>> = children.into_iter().filter_map(|c| self.parse(c)).collect();
         let key = |c: &Contender<'_>| (c.seq as i32).wrapping_sub(me as i32);
-        v.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name)));
+        v.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.name.cmp(b.name)));
         v
     }
 
     /// The contenders among `children`, in queue order.
     pub(crate) fn contenders<'a>(&self, children: impl IntoIterator<Item = &'a String>) -> Vec<Contender<'a>> {
         let mut v: Vec<Contender<'a>> = children.into_iter().filter_map(|c| self.parse(c)).collect();
-        v.sort_unstable_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.name.cmp(&b.name)));
+        v.sort_unstable_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.name.cmp(b.name)));
         v
     }
 }

@@ -275,7 +275,7 @@ impl Queue {
         // not adopt is deleted, so it cannot block anyone.
         for c in queue.iter().filter(|c| c.name != ticket.name && c.name.starts_with(&ticket.unique)) {
             tracing::warn!(lock = %self.dir, node = %c.name, "deleting a duplicate of our lock node");
-            drop(self.client.delete(&self.dir.child(&c.name), None));
+            drop(self.client.delete(&self.dir.child(c.name), None));
         }
         match queue.iter().position(|c| c.name == ticket.name) {
             Some(me) => Ok(me),
@@ -301,10 +301,10 @@ impl Queue {
                 tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted");
                 return Ok(());
             };
-            let watched = self.dir.child(&queue[blocker].name);
+            let watched = self.dir.child(queue[blocker].name);
             // A handoff (see `cleanup::delete_request`) shows as a data change of the zk-lock
             // node just before us; then we are first and need not list again.
-            let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(&queue[blocker].name);
+            let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(queue[blocker].name);
             drop(queue);
             drop(children);
             tracing::trace!(lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
@@ -339,7 +339,7 @@ impl Queue {
             }
             let mut reader = self.client.new_multi_reader();
             for c in &queue {
-                reader.add_get_data(&self.dir.child(&c.name)).map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
+                reader.add_get_data(&self.dir.child(c.name)).map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
             }
             let results = match reader.commit().await {
                 Ok(results) => results,
@@ -353,7 +353,7 @@ impl Queue {
             for (c, r) in queue.into_iter().zip(results) {
                 if let zk::MultiReadResult::Data { data, stat } = r {
                     out.push(crate::Participant::new(
-                        self.dir.child(&c.name),
+                        self.dir.child(c.name),
                         c.seq,
                         stat.ephemeral_owner,
                         data,
