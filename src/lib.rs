@@ -19,11 +19,18 @@
 //!   error, timeout, a dropped future, a dropped guard. It retries until the node is gone or the
 //!   session is over. No orphan node is left to block everyone behind it.
 //! * Lock directories are created as container nodes, which the server reaps once empty.
-//! * A release is a *handoff*: one multi-op empties the holder's node and deletes it. The
-//!   successor, which watches that node, sees the data change and knows it is first without
-//!   listing the directory again: a handoff costs one notification, not a round trip. Only
-//!   holders of this crate write lock nodes (zk-lock nodes are told from Curator's by their uuid
-//!   version), so never write lock nodes yourself; [`FencedWrite`] refuses to.
+//! * A contended release is a *handoff*: one multi-op empties the holder's node and deletes it.
+//!   The successor, which watches that node, sees the data change and knows it is first without
+//!   listing the directory again: a handoff costs one notification, not a round trip. To make
+//!   the signal unforgeable, lock nodes are created writable only by their owner: the session is
+//!   given a random `digest` identity of its own on first use, and the node's ACL grants WRITE
+//!   to the owner's identities only (`auth` scheme), whatever ACLs you choose otherwise. A
+//!   Curator `Revoker` or a `zkCli set` on a zk-lock node is refused; zk-lock nodes are told from
+//!   Curator's by their uuid version, and a data change of anyone else's node is never taken
+//!   for a handoff. Other libraries' waiters behind a zk-lock holder just see an event and look
+//!   again. If the handoff's write is refused anyway, the release falls back to a plain delete.
+//! * [`Mutex::relock`] releases and queues again in one round trip: a worker that takes turns
+//!   in a loop pays one round trip per turn when the lock is free.
 //!
 //! # What a lock on ZooKeeper can promise
 //!
@@ -42,6 +49,18 @@
 //!   token it has seen and refuses smaller ones is safe even from a holder that does not know it
 //!   lost the lock. For data in ZooKeeper itself, [`MutexGuard::fenced`] writes only if our node
 //!   still exists, in one atomic multi-op.
+//!
+//! # Limits
+//!
+//! * Anyone allowed to DELETE children of the lock directory can delete the holder's node and
+//!   so give the lock to the next contender; the holder sees `Lost` within a tenth of the session
+//!   timeout (a watch on its own node is armed after that long). Lock the directory down with
+//!   ACLs where that matters.
+//! * The clock behind `Lost` is the monotonic clock, which does not run while the whole machine
+//!   is suspended (a laptop asleep, a VM frozen): after such a suspend the guard learns of the
+//!   loss from the server, not from its own timer.
+//! * The session gets an extra `digest` identity (see above); nodes you create yourself with
+//!   `creator_all` ACLs on that session include it.
 //!
 //! # Example
 //!

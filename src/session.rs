@@ -53,6 +53,9 @@ pub(crate) struct SessionShared {
     /// The session's own digest identity, added once (see [`SessionShared::owner_identity`]).
     identity: OnceCell<()>,
     wake: Arc<Notify>,
+    /// The monitor is running its timers (something is held or awaited): a newcomer needs no
+    /// wake-up, the next tick takes it in.
+    active: AtomicBool,
     terminated: AtomicBool,
     pub(crate) lost_after: Duration,
     pub(crate) suspend_after: Duration,
@@ -82,6 +85,7 @@ impl SessionShared {
             waiting: Default::default(),
             identity: OnceCell::new(),
             wake: Arc::new(Notify::new()),
+            active: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
             lost_after: share(timeout, LOST_AFTER),
             suspend_after: share(timeout, SUSPEND_AFTER),
@@ -110,7 +114,7 @@ impl SessionShared {
     /// starts out `Held`.
     pub(crate) fn waiting(self: &Arc<Self>) -> Waiting {
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.wake.notify_one();
+        self.wake_if_idle();
         Waiting(self.clone())
     }
 
@@ -134,9 +138,20 @@ impl SessionShared {
             tracker.lose("session is over");
         }
         let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        if trackers.len() >= 16 {
+            trackers.retain(|w| w.strong_count() > 0);
+        }
         trackers.push(Arc::downgrade(tracker));
         drop(trackers);
-        self.wake.notify_one();
+        self.wake_if_idle();
+    }
+
+    /// Wakes the monitor if it sleeps without timers. Paired with the monitor's "clear `active`,
+    /// then look again" (both `SeqCst`), no newcomer is missed.
+    fn wake_if_idle(&self) {
+        if !self.active.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
     }
 
     fn live_trackers(&self) -> Vec<Arc<Tracker>> {
@@ -172,7 +187,7 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         let Some(s) = weak.upgrade() else { return };
         let now = Instant::now();
         let state = client.state();
-        let trackers = s.live_trackers();
+        let mut trackers = s.live_trackers();
         if state.is_terminated() {
             s.terminated.store(true, Ordering::Release);
             for t in &trackers {
@@ -180,12 +195,19 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
             }
             return;
         }
-        if trackers.is_empty() && s.waiting.load(Ordering::SeqCst) == 0 {
-            heartbeat = None;
-            drop(s);
-            wake.notified().await;
-            continue;
+        let idle =
+            |s: &SessionShared, trackers: &[Arc<Tracker>]| trackers.is_empty() && s.waiting.load(Ordering::SeqCst) == 0;
+        if idle(&s, &trackers) {
+            s.active.store(false, Ordering::SeqCst);
+            trackers = s.live_trackers();
+            if idle(&s, &trackers) {
+                heartbeat = None;
+                drop(s);
+                wake.notified().await;
+                continue;
+            }
         }
+        s.active.store(true, Ordering::SeqCst);
         let heard = s.last_heard();
         let connected = state == zk::SessionState::SyncConnected;
         if now >= heard + s.lost_after {
