@@ -169,6 +169,8 @@ impl Queue {
                     Outcome::Unknown => match find_by_name(&self.client, &self.dir, &attempt).await? {
                         Some((node, stat)) => {
                             tracing::debug!(node = %node, "create had an unknown outcome; found and adopted our node");
+                            // The search began with a sync, answered after this instant.
+                            self.session().heard(sent);
                             (node, stat)
                         }
                         None if unknown < MAX_CREATE_RETRIES => {

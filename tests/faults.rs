@@ -44,18 +44,39 @@ async fn wait_for_children(client: &zk_lock::zk::Client, path: &str, n: usize) {
     assert!(ok, "expected {n} children under {path}: {:?}", children(client, path).await);
 }
 
+/// A fresh server; a holder that reaches it through a proxy, holding the lock, with its states
+/// recorded; a waiter (direct) queued behind it; both sessions with `timeout`.
+struct HolderAndWaiter {
+    server: ZkServer,
+    proxy: TcpProxy,
+    holder_client: zk_lock::zk::Client,
+    waiter_client: zk_lock::zk::Client,
+    guard: MutexGuard,
+    states: Arc<StdMutex<Vec<(Instant, LockState)>>>,
+    waiter: tokio::task::JoinHandle<(Instant, MutexGuard)>,
+}
+
+impl HolderAndWaiter {
+    /// Sets it up, then lets the holder hold for `settle` (heartbeats, own-node watch armed).
+    async fn start(timeout: Duration, settle: Duration) -> HolderAndWaiter {
+        let server = ZkServer::start();
+        let proxy = TcpProxy::start(server.addr());
+        let holder_client = connect(&proxy.connect_string(), timeout).await;
+        let waiter_client = connect(&server.connect_string(), timeout).await;
+        let guard = Mutex::new(&holder_client, "/faults/lock").unwrap().lock().await.unwrap();
+        let states = record_states(&guard);
+        let waiter = queue_waiter(Mutex::new(&waiter_client, "/faults/lock").unwrap()).await;
+        wait_for_children(&waiter_client, "/faults/lock", 2).await;
+        tokio::time::sleep(settle).await;
+        HolderAndWaiter { server, proxy, holder_client, waiter_client, guard, states, waiter }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cut_off_holder_is_lost_before_the_next_waiter_is_granted() {
-    let server = ZkServer::start();
-    let proxy = TcpProxy::start(server.addr());
-    let timeout = Duration::from_secs(2);
-    let holder_client = connect(&proxy.connect_string(), timeout).await;
-    let waiter_client = connect(&server.connect_string(), timeout).await;
-    let guard = Mutex::new(&holder_client, "/cut/lock").unwrap().lock().await.unwrap();
-    let states = record_states(&guard);
-    let waiter = queue_waiter(Mutex::new(&waiter_client, "/cut/lock").unwrap()).await;
-    wait_for_children(&waiter_client, "/cut/lock", 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every field is bound: a field left to `..` would be dropped (the server killed) at once.
+    let HolderAndWaiter { server: _server, proxy, holder_client: _h, waiter_client: _w, guard, states, waiter } =
+        HolderAndWaiter::start(Duration::from_secs(2), Duration::from_millis(300)).await;
 
     let cut = Instant::now();
     proxy.set_mode(ProxyMode::Blackhole);
@@ -79,22 +100,12 @@ async fn a_cut_off_holder_is_lost_before_the_next_waiter_is_granted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_force_expired_holder_leaves_held_before_the_next_grant_and_turns_lost() {
-    let server = ZkServer::start();
-    let cs = server.connect_string();
-    // The holder goes through a proxy: `zookeeper-client` reconnects within milliseconds and
-    // would take its session back from the second connection of the expiry trick, so the proxy
-    // refuses the holder while the session is being closed.
-    let proxy = TcpProxy::start(server.addr());
-    let holder_client = connect(&proxy.connect_string(), Duration::from_secs(4)).await;
-    let waiter_client = connect(&cs, Duration::from_secs(4)).await;
-    let guard = Mutex::new(&holder_client, "/expire/lock").unwrap().lock().await.unwrap();
-    let states = record_states(&guard);
-    let waiter = queue_waiter(Mutex::new(&waiter_client, "/expire/lock").unwrap()).await;
-    wait_for_children(&waiter_client, "/expire/lock", 2).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-
+    let HolderAndWaiter { server, proxy, holder_client, waiter_client: _w, guard, states, waiter } =
+        HolderAndWaiter::start(Duration::from_secs(4), Duration::from_millis(600)).await;
+    // `zookeeper-client` reconnects within milliseconds and would take its session back from
+    // the second connection of the expiry trick: the proxy refuses the holder meanwhile.
     proxy.set_mode(ProxyMode::Refuse);
-    common::expire_session_nowait(&cs, &holder_client).await;
+    common::expire_session_nowait(&server.connect_string(), &holder_client).await;
     let (granted, next) =
         tokio::time::timeout(Duration::from_secs(15), waiter).await.expect("waiter never granted").unwrap();
     proxy.set_mode(ProxyMode::Pass);
@@ -109,16 +120,8 @@ async fn a_force_expired_holder_leaves_held_before_the_next_grant_and_turns_lost
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_short_cut_suspends_and_the_lock_is_kept() {
-    let server = ZkServer::start();
-    let proxy = TcpProxy::start(server.addr());
-    let timeout = Duration::from_secs(4);
-    let holder_client = connect(&proxy.connect_string(), timeout).await;
-    let waiter_client = connect(&server.connect_string(), timeout).await;
-    let guard = Mutex::new(&holder_client, "/short/lock").unwrap().lock().await.unwrap();
-    let states = record_states(&guard);
-    let waiter = queue_waiter(Mutex::new(&waiter_client, "/short/lock").unwrap()).await;
-    wait_for_children(&waiter_client, "/short/lock", 2).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let HolderAndWaiter { server: _server, proxy, holder_client: _h, waiter_client, guard, states, waiter } =
+        HolderAndWaiter::start(Duration::from_secs(4), Duration::from_millis(500)).await;
 
     // Long enough for the client to notice (0.4 x timeout), shorter than the timeout.
     proxy.set_mode(ProxyMode::Pause);
@@ -131,7 +134,7 @@ async fn a_short_cut_suspends_and_the_lock_is_kept() {
     assert!(log.iter().any(|(t, s)| *s == LockState::Held && *t > suspended), "{log:?}");
     assert!(first(&log, LockState::Lost).is_none(), "{log:?}");
     assert!(!waiter.is_finished(), "nobody else may be granted");
-    assert_eq!(children(&waiter_client, "/short/lock").await.len(), 2);
+    assert_eq!(children(&waiter_client, "/faults/lock").await.len(), 2);
     guard.release().await.expect("release after a short cut");
     let (_, next) = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
     next.release().await.unwrap();
