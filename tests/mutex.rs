@@ -488,3 +488,40 @@ async fn releasing_a_node_someone_else_deleted_reports_the_loss() {
     other.delete(guard.node(), None).await.unwrap();
     assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
 }
+
+#[tokio::test]
+async fn lock_directories_are_containers_reaped_when_empty_and_recreated() {
+    let client = connect(&shared_connect(), T).await;
+    let root = unique_path("container");
+    let dir = format!("{root}/locks/a");
+    let mutex = Mutex::new(&client, dir.clone()).unwrap();
+    let guard = mutex.lock().await.unwrap();
+    let before = guard.fencing_token();
+    guard.release().await.unwrap();
+    // The harness's servers reap empty containers every 500 ms; parents go in later passes.
+    let reaped = common::wait_until_async(Duration::from_secs(10), || async {
+        client.check_stat(&root).await.unwrap().is_none()
+    })
+    .await;
+    assert!(reaped, "the lock directory and its parents must be container nodes");
+    // The next acquire recreates them; the token still grows.
+    let guard = mutex.lock().await.unwrap();
+    assert!(guard.fencing_token() > before);
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn foreign_children_of_the_lock_directory_are_ignored() {
+    let client = connect(&shared_connect(), T).await;
+    let dir = unique_path("foreign");
+    common::ensure_path(&client, &dir).await;
+    let mutex = Mutex::new(&client, dir.clone()).unwrap();
+    // Children that are not contenders, by name or by suffix, are ignored.
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    for name in ["config", "x-lock-12", "x-lock-00000000ab", "_c_junk"] {
+        client.create(&format!("{dir}/{name}"), b"", &persistent).await.unwrap();
+    }
+    let guard = mutex.try_lock().await.expect("foreign children must not block");
+    assert_eq!(mutex.participants().await.unwrap().len(), 1);
+    guard.release().await.unwrap();
+}
