@@ -31,7 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let waiting: Vec<String> =
                     queue.iter().skip(1).map(|p| String::from_utf8_lossy(p.data()).into_owned()).collect();
                 println!(
-                    "worker-{id} holds the lock (round {round}, seq {}, token {}); waiting in order: {waiting:?}",
+                    "worker-{id} holds the lock (round {round}): queued behind {}, seq {}, token {}; waiting now: {waiting:?}",
+                    guard.queued_behind(),
                     guard.sequence(),
                     guard.fencing_token()
                 );

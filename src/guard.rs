@@ -76,6 +76,19 @@ impl MutexGuard {
         self.held.seq
     }
 
+    /// How many contenders were ahead of us when we joined the queue (0: the lock was free).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// println!("waited behind {} others", guard.queued_behind());
+    /// # }
+    /// ```
+    pub fn queued_behind(&self) -> usize {
+        self.held.ahead
+    }
+
     /// The state of the lock now: [`LockState::Held`], [`LockState::Suspended`] or
     /// [`LockState::Lost`]. After the process itself was paused for longer than the session
     /// allows, this is `Lost` at once, before any task had a chance to run.

@@ -17,6 +17,8 @@ pub(crate) struct Held {
     pub(crate) lock: LockPath,
     pub(crate) seq: i64,
     pub(crate) token: FencingToken,
+    /// Contenders ahead of us when we queued.
+    pub(crate) ahead: usize,
     pub(crate) tracker: Arc<Tracker>,
     cleanup: NodeCleanup,
 }
@@ -31,7 +33,14 @@ impl Held {
         }
         let tracker = Tracker::new(queue.session().clone(), ticket.node.clone());
         tracing::debug!(lock = %queue.dir, node = %ticket.node, token = %ticket.token, "lock held");
-        Held { lock: queue.dir.clone(), seq: ticket.seq, token: ticket.token, tracker, cleanup: ticket.cleanup }
+        Held {
+            lock: queue.dir.clone(),
+            seq: ticket.seq,
+            token: ticket.token,
+            ahead: ticket.ahead.unwrap_or(0),
+            tracker,
+            cleanup: ticket.cleanup,
+        }
     }
 
     pub(crate) fn node(&self) -> &str {

@@ -106,8 +106,8 @@ pub(crate) struct Ticket {
     pub(crate) name: String,
     pub(crate) seq: i64,
     pub(crate) token: FencingToken,
-    /// Our place in the queue at the last listing (0 = first).
-    pub(crate) position: usize,
+    /// How many contenders were ahead of us at our first listing.
+    pub(crate) ahead: Option<usize>,
     /// Whether we had to wait for someone: then someone likely waits behind us too, and our
     /// release is worth a handoff.
     pub(crate) waited: bool,
@@ -203,7 +203,7 @@ impl Queue {
                 name,
                 seq,
                 token: FencingToken::from_i64(stat.czxid),
-                position: 0,
+                ahead: None,
                 waited: false,
                 unique: attempt.unique.clone(),
                 children,
@@ -268,7 +268,7 @@ impl Queue {
     pub(crate) fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
         let queue = self.layout.contenders_around(&ticket.children, ticket.seq);
         let me = self.find_me(&queue, ticket)?;
-        ticket.position = me;
+        ticket.ahead.get_or_insert(me);
         Ok(policy.blocker(&queue, me).is_none())
     }
 
@@ -298,7 +298,7 @@ impl Queue {
             let children = std::mem::take(&mut ticket.children);
             let queue = self.layout.contenders_around(&children, ticket.seq);
             let me = self.find_me(&queue, ticket)?;
-            ticket.position = me;
+            ticket.ahead.get_or_insert(me);
             let Some(blocker) = policy.blocker(&queue, me) else {
                 tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted");
                 return Ok(());
@@ -315,7 +315,6 @@ impl Queue {
                 Ok((_, _, watcher)) => {
                     let event = watcher.changed().await;
                     if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
-                        ticket.position = 0;
                         tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted by handoff");
                         return Ok(());
                     }

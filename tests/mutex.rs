@@ -213,6 +213,7 @@ async fn participants_list_the_queue_in_order_with_data() {
     );
     let p = ma.participants().await.unwrap();
     assert_eq!(p[0].node(), ga.node());
+    assert_eq!(ga.queued_behind(), 0);
     assert_eq!(p[0].data(), b"host-a pid 1");
     assert_eq!(p[0].session_id(), a.session_id().0);
     assert_eq!(p[0].fencing_token(), ga.fencing_token());
@@ -222,6 +223,7 @@ async fn participants_list_the_queue_in_order_with_data() {
     ga.release().await.unwrap();
     let (seq, gb) = waiter.await.unwrap().unwrap();
     assert_eq!(seq, p[1].sequence());
+    assert_eq!(gb.queued_behind(), 1);
     gb.release().await.unwrap();
     assert!(ma.participants().await.unwrap().is_empty());
 }
