@@ -28,12 +28,15 @@ pub(crate) struct NodeCleanup {
     node: Option<String>,
     /// The node is a granted lock: release it with a handoff (see [`delete_request`]).
     handoff: bool,
+    /// Other nodes of this attempt (a create retried after an unknown outcome that committed
+    /// twice): deleted with ours.
+    duplicates: Vec<String>,
     armed: bool,
 }
 
 impl NodeCleanup {
     pub(crate) fn arm(client: zk::Client, dir: LockPath, attempt: AttemptName) -> NodeCleanup {
-        NodeCleanup { client, dir, attempt, node: None, handoff: false, armed: true }
+        NodeCleanup { client, dir, attempt, node: None, handoff: false, duplicates: Vec::new(), armed: true }
     }
 
     pub(crate) fn set_node(&mut self, node: String) {
@@ -49,6 +52,14 @@ impl NodeCleanup {
         self.handoff = true;
     }
 
+    /// Another node of this attempt showed up: delete it now, and again with ours.
+    pub(crate) fn add_duplicate(&mut self, path: String) {
+        if !self.duplicates.contains(&path) {
+            drop(self.client.delete(&path, None));
+            self.duplicates.push(path);
+        }
+    }
+
     /// Nothing was created (the create definitely failed): nothing to clean.
     pub(crate) fn disarm(&mut self) {
         self.armed = false;
@@ -59,6 +70,7 @@ impl NodeCleanup {
     /// Cancel safety: if the future is dropped before it finishes, or it fails, the cleanup
     /// stays armed and its `Drop` goes on in the background.
     pub(crate) async fn delete_now(&mut self) -> Result<Gone> {
+        delete_duplicates(&self.client, &self.duplicates).await;
         let gone =
             delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref(), self.handoff).await?;
         self.armed = false;
@@ -72,18 +84,18 @@ impl Drop for NodeCleanup {
             return;
         }
         // Send the delete right away (requests go out when called, not when polled): it goes out
-        // even if no task ever runs. A handoff's answer is not awaited (its future borrows the
-        // client): the task below sends a second delete, which finds the node gone if the first
-        // worked.
+        // even if no task ever runs. A handoff is followed by a plain delete, which finds the
+        // node gone if the handoff worked and frees it if the handoff was refused.
         let rt = tokio::runtime::Handle::try_current();
-        let first = match (&self.node, self.handoff) {
-            (Some(node), true) => {
+        let first = self.node.as_deref().map(|node| {
+            if self.handoff {
                 drop(send_handoff(&self.client, node));
-                None
             }
-            (Some(node), false) => Some(self.client.delete(node, None)),
-            (None, _) => None,
-        };
+            self.client.delete(node, None)
+        });
+        for duplicate in &self.duplicates {
+            drop(self.client.delete(duplicate, None));
+        }
         let Ok(rt) = rt else {
             tracing::warn!(dir = %self.dir, "lock node cleanup outside a tokio runtime: delete sent once, not retried");
             return;
@@ -92,8 +104,9 @@ impl Drop for NodeCleanup {
         let dir = self.dir.clone();
         let attempt = self.attempt.clone();
         let node = self.node.clone();
-        let handoff = self.handoff;
+        let duplicates = std::mem::take(&mut self.duplicates);
         rt.spawn(async move {
+            delete_duplicates(&client, &duplicates).await;
             if let Some(first) = first {
                 match first.await {
                     Ok(()) | Err(zk::Error::NoNode) => return,
@@ -101,7 +114,7 @@ impl Drop for NodeCleanup {
                     Err(_) => {}
                 }
             }
-            if let Err(e) = delete_until_gone(&client, &dir, &attempt, node.as_deref(), handoff).await {
+            if let Err(e) = delete_until_gone(&client, &dir, &attempt, node.as_deref(), false).await {
                 tracing::error!(dir = %dir, error = %e, "could not delete lock node in the background");
             }
         });
@@ -183,6 +196,19 @@ fn send_handoff<'a>(
     writer.add_set_data(node, b"", None)?;
     writer.add_delete(node, None)?;
     Ok(writer.commit())
+}
+
+/// Deletes `paths`, retrying unknown outcomes (bounded); best effort.
+async fn delete_duplicates(client: &zk::Client, paths: &[String]) {
+    for path in paths {
+        let mut backoff = Backoff::new();
+        for _ in 0..MAX_ATTEMPTS {
+            match client.delete(path, None).await {
+                Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+                Ok(()) | Err(_) => break,
+            }
+        }
+    }
 }
 
 /// How a node we meant to delete went away.

@@ -24,7 +24,8 @@
 //!   listing the directory again: a handoff costs one notification, not a round trip. To make
 //!   the signal unforgeable, lock nodes are created writable only by their owner: the session is
 //!   given a random `digest` identity of its own on first use, and the node's ACL grants WRITE
-//!   to the owner's identities only (`auth` scheme), whatever ACLs you choose otherwise. A
+//!   and ADMIN to that identity alone (not to credentials the session may share with other
+//!   clients), whatever ACLs you choose otherwise. A
 //!   Curator `Revoker` or a `zkCli set` on a zk-lock node is refused; zk-lock nodes are told from
 //!   Curator's by their uuid version, and a data change of anyone else's node is never taken
 //!   for a handoff. Other libraries' waiters behind a zk-lock holder just see an event and look
@@ -59,8 +60,8 @@
 //! * The clock behind `Lost` is the monotonic clock, which does not run while the whole machine
 //!   is suspended (a laptop asleep, a VM frozen): after such a suspend the guard learns of the
 //!   loss from the server, not from its own timer.
-//! * The session gets an extra `digest` identity (see above); nodes you create yourself with
-//!   `creator_all` ACLs on that session include it.
+//! * The session gets an extra `digest` identity (see above), once per session for the life of
+//!   the process; nodes you create yourself with `creator_all` ACLs on that session include it.
 //!
 //! # Example
 //!
@@ -86,6 +87,7 @@ mod error;
 mod fenced;
 mod guard;
 mod held;
+mod identity;
 mod mutex;
 mod node;
 mod participant;

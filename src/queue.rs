@@ -13,12 +13,15 @@
 //! node by its unique name and adopt it only if its `ephemeralOwner` is our session.
 
 use std::sync::{Arc, OnceLock};
+
 use std::time::Instant;
+use tokio::sync::OnceCell;
 
 use zookeeper_client as zk;
 
 use crate::cleanup::{find_by_name, Backoff, NodeCleanup};
 use crate::error::{outcome, Error, Outcome, Result};
+use crate::identity::{owner_acl, owner_writable};
 use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
 use crate::path::LockPath;
 use crate::session::SessionShared;
@@ -60,25 +63,6 @@ impl Policy for Exclusive {
     }
 }
 
-/// `acls` with WRITE and ADMIN taken from everyone, and all permissions given to the creating
-/// session's own identities (the `auth` scheme).
-fn owner_writable(acls: &[zk::Acl]) -> Vec<zk::Acl> {
-    use zk::Permission as P;
-    let mut out: Vec<zk::Acl> = acls
-        .iter()
-        .filter(|acl| acl.scheme() != "auth")
-        .filter_map(|acl| {
-            let keep = [P::READ, P::CREATE, P::DELETE]
-                .into_iter()
-                .filter(|p| acl.permission().has(*p))
-                .fold(P::NONE, |a, b| a | b);
-            (keep != P::NONE).then(|| zk::Acl::new(keep, acl.auth_id().clone()))
-        })
-        .collect();
-    out.push(zk::Acl::new(P::ALL, zk::AuthId::authed()));
-    out
-}
-
 /// The fixed part of a queue: where, how nodes are named, what they carry.
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -91,8 +75,9 @@ pub(crate) struct Queue {
     /// ACLs of the directories we create: the user's.
     acls: Vec<zk::Acl>,
     /// ACLs of our lock nodes: the user's without WRITE and ADMIN, plus everything for the
-    /// session's own identities, so that only the owner can write (hand off) a lock node.
-    node_acls: Vec<zk::Acl>,
+    /// session's own identity, so that only the owner can write (hand off) a lock node. Made on
+    /// the first enqueue (see `identity`).
+    node_acls: OnceCell<Vec<zk::Acl>>,
     session: OnceLock<Arc<SessionShared>>,
 }
 
@@ -125,8 +110,7 @@ impl Queue {
         data: Vec<u8>,
         acls: Vec<zk::Acl>,
     ) -> Queue {
-        let node_acls = owner_writable(&acls);
-        Queue { client, dir, layout, kind, data, acls, node_acls, session: OnceLock::new() }
+        Queue { client, dir, layout, kind, data, acls, node_acls: OnceCell::new(), session: OnceLock::new() }
     }
 
     pub(crate) fn session(&self) -> &Arc<SessionShared> {
@@ -145,8 +129,14 @@ impl Queue {
         let attempt = AttemptName::new(self.marker());
         let prefix = self.dir.child(&attempt.prefix);
         let mut cleanup = NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone());
-        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&self.node_acls));
-        self.session().owner_identity().await.map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
+        let node_acls = self
+            .node_acls
+            .get_or_try_init(|| async {
+                Ok::<_, zk::Error>(owner_writable(&self.acls, owner_acl(&self.client).await?))
+            })
+            .await
+            .map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(node_acls));
         let mut recreated = 0;
         let mut unknown = 0;
         let mut backoff = Backoff::new();
@@ -266,18 +256,19 @@ impl Queue {
 
     /// Whether the ticket may proceed now, from its last listing, without waiting.
     pub(crate) fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
-        let queue = self.layout.contenders_around(&ticket.children, ticket.seq);
+        let children = std::mem::take(&mut ticket.children);
+        let queue = self.layout.contenders_around(&children, ticket.seq);
         let me = self.find_me(&queue, ticket)?;
         ticket.ahead.get_or_insert(me);
         Ok(policy.blocker(&queue, me).is_none())
     }
 
-    fn find_me(&self, queue: &[Contender], ticket: &Ticket) -> Result<usize> {
+    fn find_me(&self, queue: &[Contender], ticket: &mut Ticket) -> Result<usize> {
         // A create retried after an unknown outcome may have committed twice: the node we did
-        // not adopt is deleted, so it cannot block anyone.
+        // not adopt is deleted, so it cannot block anyone, and again with ours.
         for c in queue.iter().filter(|c| c.name != ticket.name && c.name.starts_with(&ticket.unique)) {
             tracing::warn!(lock = %self.dir, node = %c.name, "deleting a duplicate of our lock node");
-            drop(self.client.delete(&self.dir.child(c.name), None));
+            ticket.cleanup.add_duplicate(self.dir.child(c.name));
         }
         match queue.iter().position(|c| c.name == ticket.name) {
             Some(me) => Ok(me),
@@ -334,7 +325,10 @@ impl Queue {
         let mut backoff = Backoff::new();
         for _ in 0..MAX_READ_RETRIES {
             let children = self.list().await?;
-            let queue = self.contenders(&children);
+            // Ordered around any one member, so that a queue across the counter's wrap is in
+            // arrival order too.
+            let anchor = children.iter().find_map(|c| self.layout.parse(c)).map_or(0, |c| c.seq);
+            let queue = self.layout.contenders_around(&children, anchor);
             if queue.is_empty() {
                 return Ok(Vec::new());
             }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 use zookeeper_client as zk;
 
 use crate::error::{outcome, Outcome};
@@ -24,8 +24,9 @@ use crate::state::Tracker;
 
 /// Share of the session timeout after `last_heard` at which held locks are declared lost.
 const LOST_AFTER: (u32, u32) = (17, 20);
-/// Share of the session timeout without contact after which held locks are suspended.
-const SUSPEND_AFTER: (u32, u32) = (1, 3);
+/// Share of the session timeout without contact after which held locks are suspended (the
+/// client itself notices a dead connection after 0.4 of it; this catches what it does not).
+const SUSPEND_AFTER: (u32, u32) = (1, 2);
 /// Share of the session timeout between heartbeats while locks are held.
 const HEARTBEAT_EVERY: (u32, u32) = (1, 10);
 
@@ -50,8 +51,6 @@ pub(crate) struct SessionShared {
     trackers: StdMutex<Vec<Weak<Tracker>>>,
     /// Contenders of this session waiting for their turn.
     waiting: std::sync::atomic::AtomicUsize,
-    /// The session's own digest identity, added once (see [`SessionShared::owner_identity`]).
-    identity: OnceCell<()>,
     wake: Arc<Notify>,
     /// The monitor is running its timers (something is held or awaited): a newcomer needs no
     /// wake-up, the next tick takes it in.
@@ -83,7 +82,6 @@ impl SessionShared {
             heard: AtomicU64::new(0),
             trackers: StdMutex::new(Vec::new()),
             waiting: Default::default(),
-            identity: OnceCell::new(),
             wake: Arc::new(Notify::new()),
             active: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
@@ -96,19 +94,6 @@ impl SessionShared {
         shared
     }
 
-    /// Gives the session an identity of its own, a random `digest` user, once. Lock nodes are
-    /// created writable only by their owner's identities (`auth` ACL), so nobody else can fake
-    /// the data change that hands the lock to the next contender.
-    pub(crate) async fn owner_identity(&self) -> Result<(), zk::Error> {
-        self.identity
-            .get_or_try_init(|| async {
-                let secret = format!("zk-lock-{}:{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-                self.client.auth("digest", secret.as_bytes()).await
-            })
-            .await
-            .map(|_| ())
-    }
-
     /// Counts a contender of this session as waiting until the returned token is dropped: the
     /// monitor keeps `last_heard` fresh meanwhile, so that a lock granted after a long wait
     /// starts out `Held`.
@@ -116,6 +101,11 @@ impl SessionShared {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         self.wake_if_idle();
         Waiting(self.clone())
+    }
+
+    /// Whether the client is connected right now.
+    pub(crate) fn connected(&self) -> bool {
+        self.client.state() == zk::SessionState::SyncConnected
     }
 
     /// Records that a write or `sync` sent at `sent` was answered.

@@ -68,7 +68,8 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn new(session: Arc<SessionShared>, node: String) -> Arc<Tracker> {
-        let (tx, _) = watch::channel(LockState::Held);
+        let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
+        let (tx, _) = watch::channel(initial);
         let tracker = Arc::new(Tracker {
             tx,
             session,

@@ -88,9 +88,29 @@ async fn cancelled_try_lock_and_timeouts_leave_nothing() {
     let path = unique_path("cancel-try");
     let client = connect(&cs, Duration::from_secs(4)).await;
     let mutex = Mutex::new(&client, path.clone()).unwrap();
-    for i in 0..40u64 {
-        let _ = tokio::time::timeout(Duration::from_micros(i * 50), mutex.try_lock()).await;
+    // How long a whole try_lock takes here; the deadlines sweep from 0 to twice that, so that
+    // cancels land before, between and after its requests.
+    mutex.try_lock().await.unwrap().release().await.unwrap(); // first use: directory, identity
+    let started = Instant::now();
+    mutex.try_lock().await.unwrap().release().await.unwrap();
+    let whole = started.elapsed();
+    let (mut completed, mut cancelled) = (0, 0);
+    for i in 0..40u32 {
+        match tokio::time::timeout(whole * i / 20, mutex.try_lock()).await {
+            Ok(Ok(guard)) => {
+                completed += 1;
+                drop(guard); // deleted in the background
+            }
+            Ok(Err(e)) => panic!("try_lock on a free lock: {e}"),
+            Err(_) => cancelled += 1,
+        }
+        // Let a dropped guard's or cancelled attempt's background delete finish first.
+        let empty =
+            common::wait_until_async(Duration::from_secs(5), || async { children(&client, &path).await.is_empty() });
+        assert!(empty.await, "nodes left behind: {:?}", children(&client, &path).await);
     }
+    eprintln!("try_lock takes {whole:?}: {completed} completed, {cancelled} cancelled");
+    assert!(cancelled > 0 && completed > 0, "the sweep must both cancel and complete");
     let clean =
         common::wait_until_async(Duration::from_secs(10), || async { children(&client, &path).await.is_empty() }).await;
     assert!(clean, "nodes left behind: {:?}", children(&client, &path).await);

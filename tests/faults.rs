@@ -100,16 +100,18 @@ async fn a_cut_off_holder_is_lost_before_the_next_waiter_is_granted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_force_expired_holder_leaves_held_before_the_next_grant_and_turns_lost() {
-    let HolderAndWaiter { server, proxy, holder_client, waiter_client: _w, guard, states, waiter } =
-        HolderAndWaiter::start(Duration::from_secs(4), Duration::from_millis(600)).await;
-    // `zookeeper-client` reconnects within milliseconds and would take its session back from
-    // the second connection of the expiry trick: the proxy refuses the holder meanwhile.
-    proxy.set_mode(ProxyMode::Refuse);
-    common::expire_session_nowait(&server.connect_string(), &holder_client).await;
+    // A long session: the guard's own timer would say Lost only after 8.5 s, so a quick Lost
+    // can only come from the server's doing (the session taken over, closed, the node deleted).
+    let HolderAndWaiter { server, proxy: _p, holder_client, waiter_client: _w, guard, states, waiter } =
+        HolderAndWaiter::start(Duration::from_secs(10), Duration::from_millis(1500)).await;
+    // The holder stays connected: the harness takes its session over on a raw connection and
+    // closes it there.
+    let expired = Instant::now();
+    assert!(common::expire_session_nowait(&server.connect_string(), &holder_client).await, "expiry failed");
     let (granted, next) =
         tokio::time::timeout(Duration::from_secs(15), waiter).await.expect("waiter never granted").unwrap();
-    proxy.set_mode(ProxyMode::Pass);
-    tokio::time::timeout(Duration::from_secs(10), guard.lost()).await.expect("holder must turn Lost");
+    tokio::time::timeout(Duration::from_secs(3), guard.lost()).await.expect("holder must turn Lost quickly");
+    eprintln!("next holder granted after {:?}, holder Lost after {:?}", granted - expired, expired.elapsed());
     let log = states.lock().unwrap().clone();
     let left_held = log.iter().find(|(_, s)| *s != LockState::Held).map(|(t, _)| *t).expect("never left Held");
     assert!(left_held < granted, "the holder must leave Held before the next grant: {log:?}");
@@ -121,16 +123,16 @@ async fn a_force_expired_holder_leaves_held_before_the_next_grant_and_turns_lost
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_short_cut_suspends_and_the_lock_is_kept() {
     let HolderAndWaiter { server: _server, proxy, holder_client: _h, waiter_client, guard, states, waiter } =
-        HolderAndWaiter::start(Duration::from_secs(4), Duration::from_millis(500)).await;
+        HolderAndWaiter::start(Duration::from_secs(10), Duration::from_millis(500)).await;
 
-    // Long enough for the client to notice (0.4 x timeout), shorter than the timeout.
+    // Long enough for the client to notice (0.4 x timeout), well short of the timeout.
     proxy.set_mode(ProxyMode::Pause);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(5000)).await;
     proxy.set_mode(ProxyMode::Pass);
-    let back = common::wait_until(Duration::from_secs(4), || guard.state() == LockState::Held).await;
+    let back = common::wait_until(Duration::from_secs(3), || guard.state() == LockState::Held).await;
     let log = states.lock().unwrap().clone();
     assert!(back, "not Held again after a short cut: {log:?}");
-    let suspended = first(&log, LockState::Suspended).expect("a cut of 2.2 s must suspend the lock");
+    let suspended = first(&log, LockState::Suspended).expect("a cut of 5 s must suspend the lock");
     assert!(log.iter().any(|(t, s)| *s == LockState::Held && *t > suspended), "{log:?}");
     assert!(first(&log, LockState::Lost).is_none(), "{log:?}");
     assert!(!waiter.is_finished(), "nobody else may be granted");
@@ -160,7 +162,6 @@ async fn no_orphan_node_under_connection_cuts() {
         let mutex = Mutex::new(&client, path).unwrap();
         let (stop, holders, max_holders, cycles) = (stop.clone(), holders.clone(), max_holders.clone(), cycles.clone());
         tasks.push(tokio::spawn(async move {
-            let _client = client;
             let mut errors = 0;
             for _ in 0..10_000 {
                 if stop.load(Ordering::SeqCst) {
@@ -181,7 +182,9 @@ async fn no_orphan_node_under_connection_cuts() {
                 guard.release().await.expect("release");
                 cycles.fetch_add(1, Ordering::SeqCst);
             }
-            errors
+            // The client goes back alive: closing its session would delete its nodes, orphans
+            // included, and hide them from the final check.
+            (errors, client)
         }));
         proxies.push(proxy);
     }
@@ -218,17 +221,23 @@ async fn no_orphan_node_under_connection_cuts() {
         p.set_mode(ProxyMode::Pass);
     }
     let mut errors = 0;
+    let mut clients = Vec::new();
     for t in tasks {
-        errors += tokio::time::timeout(Duration::from_secs(30), t).await.expect("contender stalled").unwrap();
+        let (e, client) = tokio::time::timeout(Duration::from_secs(30), t).await.expect("contender stalled").unwrap();
+        errors += e;
+        clients.push(client);
     }
     let done = cycles.load(Ordering::SeqCst);
     eprintln!("{done} cycles, {checks} checks, {errors} lock errors");
     assert!(done >= 20, "too little progress: {done} cycles");
+    assert_eq!(errors, 0, "connection cuts must not fail lock()");
     assert_eq!(max_holders.load(Ordering::SeqCst), 1);
+    // With every contender's session still open.
     let empty =
         common::wait_until_async(Duration::from_secs(10), || async { children(&observer, path).await.is_empty() })
             .await;
     assert!(empty, "nodes left at the end: {:?}", children(&observer, path).await);
+    drop(clients);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -241,13 +250,15 @@ async fn killing_the_leader_while_eight_contenders_cycle() {
     let holders = Arc::new(AtomicUsize::new(0));
     let max_holders = Arc::new(AtomicUsize::new(0));
     let cycles = Arc::new(AtomicUsize::new(0));
+    // A read-modify-write that takes a while: any overlap of two holders loses an increment.
+    let counter = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let client = connect(&cs, Duration::from_secs(8)).await;
         let mutex = Mutex::new(&client, path).unwrap();
         let (stop, holders, max_holders, cycles) = (stop.clone(), holders.clone(), max_holders.clone(), cycles.clone());
+        let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
-            let _client = client;
             for _ in 0..100_000 {
                 if stop.load(Ordering::SeqCst) {
                     break;
@@ -255,11 +266,14 @@ async fn killing_the_leader_while_eight_contenders_cycle() {
                 let guard = mutex.lock().await.expect("lock");
                 let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
                 max_holders.fetch_max(now, Ordering::SeqCst);
-                tokio::task::yield_now().await;
+                let seen = counter.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                counter.store(seen + 1, Ordering::SeqCst);
                 holders.fetch_sub(1, Ordering::SeqCst);
                 guard.release().await.expect("release");
                 cycles.fetch_add(1, Ordering::SeqCst);
             }
+            client // kept alive until the final check (its close would delete orphans)
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -273,14 +287,18 @@ async fn killing_the_leader_while_eight_contenders_cycle() {
         common::wait_until(Duration::from_secs(20), || cycles.load(Ordering::SeqCst) > at_election + 20).await;
     assert!(resumed, "no progress after re-election");
     stop.store(true, Ordering::SeqCst);
+    let mut clients = Vec::new();
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(30), t).await.expect("contender stalled").unwrap();
+        clients.push(tokio::time::timeout(Duration::from_secs(30), t).await.expect("contender stalled").unwrap());
     }
-    eprintln!("{before} cycles before the kill, {} in all", cycles.load(Ordering::SeqCst));
+    let total = cycles.load(Ordering::SeqCst);
+    eprintln!("{before} cycles before the kill, {total} in all");
     assert_eq!(max_holders.load(Ordering::SeqCst), 1, "double grant");
+    assert_eq!(counter.load(Ordering::SeqCst), total, "an increment was lost: two holders overlapped");
     let observer = connect(&ensemble.member_connect(new_leader), Duration::from_secs(4)).await;
     let empty =
         common::wait_until_async(Duration::from_secs(10), || async { children(&observer, path).await.is_empty() })
             .await;
     assert!(empty, "nodes left at the end: {:?}", children(&observer, path).await);
+    drop(clients);
 }

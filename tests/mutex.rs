@@ -21,18 +21,23 @@ async fn sixteen_contenders_fifty_cycles_fifo_exclusive_and_tokens_grow() {
     let holders = Arc::new(AtomicUsize::new(0));
     let max_holders = Arc::new(AtomicUsize::new(0));
     let grants: Arc<StdMutex<Vec<(i64, FencingToken)>>> = Arc::default();
+    // A read-modify-write that takes a while: any overlap of two holders loses an increment.
+    let counter = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let client = connect(&connect_string, T).await;
         let mutex = Mutex::new(&client, path.clone()).unwrap();
         let (holders, max_holders, grants) = (holders.clone(), max_holders.clone(), grants.clone());
+        let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..50 {
                 let guard = mutex.lock().await.expect("lock");
                 let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
                 max_holders.fetch_max(now, Ordering::SeqCst);
                 grants.lock().unwrap().push((guard.sequence(), guard.fencing_token()));
-                tokio::task::yield_now().await;
+                let seen = counter.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                counter.store(seen + 1, Ordering::SeqCst);
                 holders.fetch_sub(1, Ordering::SeqCst);
                 guard.release().await.expect("release");
             }
@@ -44,6 +49,7 @@ async fn sixteen_contenders_fifty_cycles_fifo_exclusive_and_tokens_grow() {
         clients.push(tokio::time::timeout(Duration::from_secs(120), t).await.expect("no progress").unwrap());
     }
     assert_eq!(max_holders.load(Ordering::SeqCst), 1, "two holders at once");
+    assert_eq!(counter.load(Ordering::SeqCst), 16 * 50, "an increment was lost: two holders overlapped");
     let grants = grants.lock().unwrap().clone();
     assert_eq!(grants.len(), 16 * 50);
     let inversions = grants.windows(2).filter(|w| w[1].0 <= w[0].0).count();
@@ -79,30 +85,31 @@ async fn one_release_wakes_exactly_one_of_64_waiters() {
     let (granted_tx, mut granted_rx) = tokio::sync::mpsc::unbounded_channel();
     // Waiters hold until the counters of the first handoff have been read.
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    // One session per waiter: the server counts watches per (path, session).
     let mut waiter_clients = Vec::new();
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..64 {
         let client = connect(&cs, Duration::from_secs(10)).await;
-        for _ in 0..8 {
-            let mutex = Mutex::new(&client, path).unwrap();
-            let tx = granted_tx.clone();
-            let mut go = go_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let guard = mutex.lock().await.expect("lock");
-                tx.send(guard.sequence()).unwrap();
-                go.wait_for(|go| *go).await.unwrap();
-                guard.release().await.expect("release");
-            }));
-        }
+        let mutex = Mutex::new(&client, path).unwrap();
+        let tx = granted_tx.clone();
+        let mut go = go_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let guard = mutex.lock().await.expect("lock");
+            tx.send(guard.sequence()).unwrap();
+            go.wait_for(|go| *go).await.unwrap();
+            guard.release().await.expect("release");
+        }));
         waiter_clients.push(client);
     }
-    // All 64 queued, each with its watch set.
-    let queued = common::wait_until(Duration::from_secs(20), || {
+    // All 64 queued, each with its watch set, and the holder's watch on its own node armed (so
+    // that nothing changes between the snapshot and the release).
+    let ready = common::wait_until(Duration::from_secs(20), || {
         let wchp = watchers_by_path(&server.four_letter("wchp"));
         wchp.keys().filter(|p| p.starts_with("/herd/lock/")).count() >= 64
+            && wchp.get(holder.node()).is_some_and(|w| w.contains(&holder_session))
     })
     .await;
-    assert!(queued, "64 waiters did not queue: {}", server.four_letter("wchp"));
+    assert!(ready, "64 waiters did not queue: {}", server.four_letter("wchp"));
     assert_eq!(children(&holder_client, path).await.len(), 65);
 
     let wchp = watchers_by_path(&server.four_letter("wchp"));
@@ -110,8 +117,8 @@ async fn one_release_wakes_exactly_one_of_64_waiters() {
     let other_watchers: Vec<_> = holder_watchers.iter().filter(|s| **s != holder_session).collect();
     assert_eq!(other_watchers.len(), 1, "exactly one waiter watches the holder: {holder_watchers:?}");
     for (p, sessions) in &wchp {
-        if p.starts_with("/herd/lock/") {
-            assert!(sessions.len() <= 2, "{p} watched by {sessions:?}");
+        if p.starts_with("/herd/lock/") && p != holder.node() {
+            assert_eq!(sessions.len(), 1, "{p} watched by {sessions:?}");
         }
         assert_ne!(p, "/herd/lock", "nobody may watch the directory");
     }
@@ -247,17 +254,25 @@ async fn reentered_guard_keeps_the_node_until_the_last_release() {
 #[tokio::test]
 async fn a_second_lock_on_the_same_handle_queues_behind_the_first() {
     let client = connect(&shared_connect(), T).await;
-    let mutex = Mutex::new(&client, unique_path("same-handle")).unwrap();
+    let path = unique_path("same-handle");
+    let mutex = Mutex::new(&client, path.clone()).unwrap();
     let first = mutex.lock().await.unwrap();
     assert!(matches!(mutex.lock_timeout(Duration::from_millis(300)).await, Err(Error::Timeout(_))));
     let second = tokio::spawn({
         let mutex = mutex.clone();
         async move { mutex.lock().await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!second.is_finished());
+    // The second contender is really queued (its node exists, after ours), and waits.
+    assert!(
+        common::wait_until_async(Duration::from_secs(5), || async { children(&client, &path).await.len() == 2 }).await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!second.is_finished(), "a second lock() on the same handle must wait behind the first");
+    let first_seq = first.sequence();
     first.release().await.unwrap();
-    second.await.unwrap().unwrap().release().await.unwrap();
+    let second = second.await.unwrap().unwrap();
+    assert!(second.sequence() > first_seq);
+    second.release().await.unwrap();
 }
 
 #[tokio::test]
@@ -291,15 +306,16 @@ async fn fenced_write_applies_only_while_the_node_exists() {
 #[tokio::test]
 async fn deletion_of_the_holders_node_by_someone_else_is_reported_as_lost() {
     let cs = shared_connect();
-    let client = connect(&cs, Duration::from_secs(2)).await;
+    // A long session: a loss within half a second can only come from the deletion.
+    let client = connect(&cs, Duration::from_secs(10)).await;
     let other = connect(&cs, T).await;
     let mutex = Mutex::new(&client, unique_path("deleted")).unwrap();
     let guard = mutex.lock().await.unwrap();
     // Let the monitor arm its watch on our node (one heartbeat period: 1/10 of the timeout).
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(guard.state(), LockState::Held);
     other.delete(guard.node(), None).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(2), guard.lost()).await.expect("lost() must resolve");
+    tokio::time::timeout(Duration::from_millis(500), guard.lost()).await.expect("lost() must resolve at once");
     assert_eq!(guard.state(), LockState::Lost);
 }
 
@@ -418,7 +434,7 @@ async fn relock_releases_and_requeues_in_fifo_order() {
 async fn a_lock_handed_over_after_a_long_wait_starts_held() {
     // The waiter's session has nothing else going on while it waits longer than its timeout.
     let cs = shared_connect();
-    let timeout = Duration::from_secs(2);
+    let timeout = Duration::from_secs(4);
     let path = unique_path("long-wait");
     let a = connect(&cs, timeout).await;
     let b = connect(&cs, timeout).await;
@@ -430,12 +446,12 @@ async fn a_lock_handed_over_after_a_long_wait_starts_held() {
     let mc = Mutex::new(&c, path.clone()).unwrap();
     let waiter_c = tokio::spawn(async move { mc.lock().await });
     assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
-    // B is granted by A's release, C by B's handoff after waiting 3 s on a 2 s session.
+    // B is granted by A's release, C by B's handoff after waiting 5 s on a 4 s session.
     ga.release().await.unwrap();
     let gb = waiter_b.await.unwrap().unwrap();
     assert_eq!(gb.state(), LockState::Held);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(gb.state(), LockState::Held);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_ne!(gb.state(), LockState::Lost);
     gb.release().await.unwrap();
     let gc = waiter_c.await.unwrap().unwrap();
     assert_eq!(gc.state(), LockState::Held, "granted by handoff after a long wait");
@@ -449,10 +465,22 @@ async fn lock_nodes_are_writable_only_by_their_owner() {
     let a = connect(&cs, T).await;
     let stranger = connect(&cs, T).await;
     let guard = Mutex::new(&a, path.clone()).unwrap().lock().await.unwrap();
-    // A Curator revoker or `zkCli set` on our node would fake a handoff: refused.
+    // A Curator revoker or `zkCli set` on our node would fake a handoff: refused, and so is
+    // taking WRITE by changing the node's ACL.
     assert_eq!(stranger.set_data(guard.node(), b"__REVOKE__", None).await, Err(zk::Error::NoAuth));
+    assert_eq!(stranger.set_acl(guard.node(), &zk::Acls::anyone_all(), None).await.map(drop), Err(zk::Error::NoAuth));
     // Reading it is fine (participants, Curator waiters).
     assert!(stranger.get_data(guard.node()).await.is_ok());
+    guard.release().await.unwrap();
+
+    // Clients that share credentials (one digest user for a whole fleet) cannot write each
+    // other's lock nodes either: only the session's own identity can.
+    let fleet = |cs: String| async move {
+        zk::Client::connector().with_auth("digest", b"fleet:secret").connect(&cs).await.unwrap()
+    };
+    let (one, two) = (fleet(cs.clone()).await, fleet(cs.clone()).await);
+    let guard = Mutex::new(&one, path.clone()).unwrap().lock().await.unwrap();
+    assert_eq!(two.set_data(guard.node(), b"x", None).await, Err(zk::Error::NoAuth));
     guard.release().await.unwrap();
 }
 
@@ -475,7 +503,11 @@ async fn least_privilege_acls_still_hand_off_and_leave_nothing() {
     assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
     ga.release().await.unwrap();
     let gb = wb.await.unwrap().unwrap();
-    gb.release().await.expect("B waited, so its release is a handoff");
+    // B waited, so its release is a handoff: a data change before the delete. Watch it happen.
+    let observer = connect(&cs, T).await;
+    let (_, _, watcher) = observer.get_and_watch_data(gb.node()).await.unwrap();
+    gb.release().await.unwrap();
+    assert_eq!(watcher.changed().await.event_type, zk::EventType::NodeDataChanged);
     let gc = wc.await.unwrap().unwrap();
     gc.release().await.unwrap();
     assert!(children(&a, &path).await.is_empty());
@@ -526,4 +558,28 @@ async fn foreign_children_of_the_lock_directory_are_ignored() {
     let guard = mutex.try_lock().await.expect("foreign children must not block");
     assert_eq!(mutex.participants().await.unwrap().len(), 1);
     guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_handoff_falls_back_to_a_plain_delete() {
+    use zk::{Acl, AuthId, Permission};
+    let cs = shared_connect();
+    let path = unique_path("refused-handoff");
+    let (a, b, c) = (connect(&cs, T).await, connect(&cs, T).await, connect(&cs, T).await);
+    let ga = Mutex::new(&a, path.clone()).unwrap().lock().await.unwrap();
+    let mb = Mutex::new(&b, path.clone()).unwrap();
+    let wb = tokio::spawn(async move { mb.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
+    let mc = Mutex::new(&c, path.clone()).unwrap();
+    let wc = tokio::spawn(async move { mc.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
+    ga.release().await.unwrap();
+    let gb = wb.await.unwrap().unwrap();
+    // B's node loses WRITE for everyone, B included: its handoff's data change is refused.
+    let read_only = [Acl::new(Permission::READ, AuthId::anyone())];
+    b.set_acl(gb.node(), &read_only, None).await.unwrap();
+    gb.release().await.expect("the release falls back to a plain delete");
+    let gc = tokio::time::timeout(Duration::from_secs(5), wc).await.expect("C is granted").unwrap().unwrap();
+    gc.release().await.unwrap();
+    assert!(children(&a, &path).await.is_empty());
 }
