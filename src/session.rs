@@ -173,6 +173,10 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
     let Some(client) = weak.upgrade().map(|s| s.client.clone()) else { return };
     let mut states = client.state_watcher();
     let mut heartbeat: Option<Heartbeat<'_>> = None;
+    // When the connection last changed (lost, or re-established): an answer to a request sent
+    // before that says nothing about the session now, so `Held` comes back only with one sent
+    // after it. (Any change counts: the state watch may skip the `Disconnected` in between.)
+    let mut broken: Option<Instant> = None;
     loop {
         let Some(s) = weak.upgrade() else { return };
         let now = Instant::now();
@@ -205,7 +209,8 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
                 t.lose("no contact with the server for 85% of the session timeout");
             }
         }
-        let fresh = connected && now < heard + s.suspend_after;
+        let confirmed = broken.is_none_or(|broken| heard > broken);
+        let fresh = connected && confirmed && now < heard + s.suspend_after;
         let mut next = now + s.heartbeat_every;
         for t in &trackers {
             t.set_connected(fresh);
@@ -219,7 +224,7 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
                 }
             }
         }
-        if heartbeat.is_none() && connected && now >= heard + s.heartbeat_every {
+        if heartbeat.is_none() && connected && (!confirmed || now >= heard + s.heartbeat_every) {
             // A sync goes through the leader: its answer proves the leader heard from us.
             let sent = now;
             let probe = client.sync("/");
@@ -233,7 +238,7 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         drop(trackers);
         drop(s);
         tokio::select! {
-            _ = states.changed() => {}
+            _ = states.changed() => broken = Some(Instant::now()),
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = wake.notified() => {}
             (sent, result) = async { heartbeat.as_mut().expect("guarded").await }, if heartbeat.is_some() => {

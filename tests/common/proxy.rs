@@ -19,6 +19,9 @@ pub enum ProxyMode {
     Pass,
     /// Close every existing connection and close new ones right after accepting them.
     Refuse,
+    /// Keep forwarding existing connections, but close new ones right after accepting them:
+    /// a client whose connection the server drops cannot reconnect.
+    RefuseNew,
     /// Stop forwarding but lose nothing: bytes wait in the socket buffers, new connections
     /// wait too, and everything flows again on [`ProxyMode::Pass`] (a cut that heals).
     Pause,
@@ -126,7 +129,7 @@ async fn blackhole(mut sock: TcpStream, mut mode: watch::Receiver<ProxyMode>) {
 async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Receiver<ProxyMode>) {
     let current = *mode.borrow_and_update();
     match current {
-        ProxyMode::Refuse => return, // dropped: closed right after accept
+        ProxyMode::Refuse | ProxyMode::RefuseNew => return, // dropped: closed right after accept
         ProxyMode::Blackhole => return blackhole(client, mode).await,
         ProxyMode::Pass | ProxyMode::Pause => {}
     }
@@ -154,7 +157,8 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
                 Ok(n) => {
                     let m = *mode.borrow();
                     if m == ProxyMode::Refuse { return }
-                    if m == ProxyMode::Pass && !black && uw.write_all(&cbuf[..n]).await.is_err() {
+                    let forward = matches!(m, ProxyMode::Pass | ProxyMode::RefuseNew);
+                    if forward && !black && uw.write_all(&cbuf[..n]).await.is_err() {
                         return;
                     }
                 }
@@ -164,7 +168,8 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
                 Ok(n) => {
                     let m = *mode.borrow();
                     if m == ProxyMode::Refuse { return }
-                    if m == ProxyMode::Pass && !black && cw.write_all(&ubuf[..n]).await.is_err() {
+                    let forward = matches!(m, ProxyMode::Pass | ProxyMode::RefuseNew);
+                    if forward && !black && cw.write_all(&ubuf[..n]).await.is_err() {
                         return;
                     }
                 }
@@ -175,7 +180,7 @@ async fn serve_conn(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
                     ProxyMode::Refuse => return,
                     // once black-holed, a connection stays dead (its byte stream has a gap)
                     ProxyMode::Blackhole => black = true,
-                    ProxyMode::Pass | ProxyMode::Pause => {}
+                    ProxyMode::Pass | ProxyMode::Pause | ProxyMode::RefuseNew => {}
                 }
             }
         }
