@@ -430,22 +430,36 @@ async fn relock_releases_and_requeues_in_fifo_order() {
     assert!(children(&a, &path).await.is_empty());
 }
 
+/// A holds the lock on `path`; B, then C, queue behind it; each its own session with `timeout`,
+/// its mutex made by `make`.
+struct ThreeInLine {
+    a: zk::Client,
+    b: zk::Client,
+    _c: zk::Client,
+    ga: zk_lock::MutexGuard,
+    wb: tokio::task::JoinHandle<zk_lock::Result<zk_lock::MutexGuard>>,
+    wc: tokio::task::JoinHandle<zk_lock::Result<zk_lock::MutexGuard>>,
+}
+
+async fn three_in_line(path: &str, timeout: Duration, make: impl Fn(&zk::Client) -> Mutex) -> ThreeInLine {
+    let cs = shared_connect();
+    let (a, b, c) = (connect(&cs, timeout).await, connect(&cs, timeout).await, connect(&cs, timeout).await);
+    let ga = make(&a).lock().await.unwrap();
+    let mb = make(&b);
+    let wb = tokio::spawn(async move { mb.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, path).await.len() == 2 }).await);
+    let mc = make(&c);
+    let wc = tokio::spawn(async move { mc.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, path).await.len() == 3 }).await);
+    ThreeInLine { a, b, _c: c, ga, wb, wc }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_handed_over_after_a_long_wait_starts_held() {
     // The waiter's session has nothing else going on while it waits longer than its timeout.
-    let cs = shared_connect();
-    let timeout = Duration::from_secs(4);
     let path = unique_path("long-wait");
-    let a = connect(&cs, timeout).await;
-    let b = connect(&cs, timeout).await;
-    let c = connect(&cs, timeout).await;
-    let ga = Mutex::new(&a, path.clone()).unwrap().lock().await.unwrap();
-    let mb = Mutex::new(&b, path.clone()).unwrap();
-    let waiter_b = tokio::spawn(async move { mb.lock().await });
-    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
-    let mc = Mutex::new(&c, path.clone()).unwrap();
-    let waiter_c = tokio::spawn(async move { mc.lock().await });
-    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
+    let ThreeInLine { ga, wb: waiter_b, wc: waiter_c, .. } =
+        three_in_line(&path, Duration::from_secs(4), |client| Mutex::new(client, path.clone()).unwrap()).await;
     // B is granted by A's release, C by B's handoff after waiting 5 s on a 4 s session.
     ga.release().await.unwrap();
     let gb = waiter_b.await.unwrap().unwrap();
@@ -490,17 +504,10 @@ async fn least_privilege_acls_still_hand_off_and_leave_nothing() {
     let cs = shared_connect();
     let path = unique_path("least-privilege");
     let acls = [Acl::new(Permission::READ | Permission::CREATE | Permission::DELETE, AuthId::anyone())];
-    let a = connect(&cs, T).await;
-    let b = connect(&cs, T).await;
-    let c = connect(&cs, T).await;
-    let ma = Mutex::builder(&a, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap();
-    let mb = Mutex::builder(&b, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap();
-    let mc = Mutex::builder(&c, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap();
-    let ga = ma.lock().await.unwrap();
-    let wb = tokio::spawn(async move { mb.lock().await });
-    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
-    let wc = tokio::spawn(async move { mc.lock().await });
-    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
+    let ThreeInLine { a, ga, wb, wc, .. } = three_in_line(&path, T, |client| {
+        Mutex::builder(client, path.clone()).acls(zk::Acls::new(&acls)).build().unwrap()
+    })
+    .await;
     ga.release().await.unwrap();
     let gb = wb.await.unwrap().unwrap();
     // B waited, so its release is a handoff: a data change before the delete. Watch it happen.
@@ -563,16 +570,9 @@ async fn foreign_children_of_the_lock_directory_are_ignored() {
 #[tokio::test]
 async fn a_refused_handoff_falls_back_to_a_plain_delete() {
     use zk::{Acl, AuthId, Permission};
-    let cs = shared_connect();
     let path = unique_path("refused-handoff");
-    let (a, b, c) = (connect(&cs, T).await, connect(&cs, T).await, connect(&cs, T).await);
-    let ga = Mutex::new(&a, path.clone()).unwrap().lock().await.unwrap();
-    let mb = Mutex::new(&b, path.clone()).unwrap();
-    let wb = tokio::spawn(async move { mb.lock().await });
-    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await);
-    let mc = Mutex::new(&c, path.clone()).unwrap();
-    let wc = tokio::spawn(async move { mc.lock().await });
-    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await);
+    let ThreeInLine { a, b, ga, wb, wc, .. } =
+        three_in_line(&path, T, |client| Mutex::new(client, path.clone()).unwrap()).await;
     ga.release().await.unwrap();
     let gb = wb.await.unwrap().unwrap();
     // B's node loses WRITE for everyone, B included: its handoff's data change is refused.
