@@ -69,11 +69,11 @@ impl Layout {
         v
     }
 
-    /// The contenders among `children`, in queue order.
-    pub(crate) fn contenders<'a>(&self, children: impl IntoIterator<Item = &'a String>) -> Vec<Contender<'a>> {
-        let mut v: Vec<Contender<'a>> = children.into_iter().filter_map(|c| self.parse(c)).collect();
-        v.sort_unstable_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.name.cmp(b.name)));
-        v
+    /// The contenders among `children`, in queue order: ordered around any one of them (see
+    /// [`Layout::contenders_around`]), which gives arrival order across the counter's wrap too.
+    pub(crate) fn contenders<'a>(&self, children: &'a [String]) -> Vec<Contender<'a>> {
+        let anchor = children.iter().find_map(|c| self.parse(c)).map_or(0, |c| c.seq);
+        self.contenders_around(children, anchor)
     }
 }
 

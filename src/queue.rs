@@ -325,10 +325,7 @@ impl Queue {
         let mut backoff = Backoff::new();
         for _ in 0..MAX_READ_RETRIES {
             let children = self.list().await?;
-            // Ordered around any one member, so that a queue across the counter's wrap is in
-            // arrival order too.
-            let anchor = children.iter().find_map(|c| self.layout.parse(c)).map_or(0, |c| c.seq);
-            let queue = self.layout.contenders_around(&children, anchor);
+            let queue = self.contenders(&children);
             if queue.is_empty() {
                 return Ok(Vec::new());
             }

@@ -115,6 +115,15 @@ class Result:
         self.lat = []
 
 
+def release(lock, res, who):
+    """Releases `lock`; a failure is logged and counted in `res.errors`, never raised."""
+    try:
+        lock.release()
+    except Exception as e:  # noqa: BLE001
+        log.warning("%s: release failed: %r", who, e)
+        res.errors += 1
+
+
 def run_cycles(client, path, stats, cycles, deadline, res):
     for _ in range(cycles):
         left = deadline - time.monotonic()
@@ -137,11 +146,7 @@ def run_cycles(client, path, stats, cycles, deadline, res):
         res.acquired += 1
         stats.enter(sequence(lock))
         stats.leave()
-        try:
-            lock.release()
-        except Exception as e:  # noqa: BLE001
-            log.warning("release failed: %r", e)
-            res.errors += 1
+        release(lock, res, "client")
 
 
 def connect(args, deadline):
@@ -238,11 +243,7 @@ def run_queue(args, setup):
         stats.enter(sequence(lock))
         stats.leave()
         times[j] = (asked, granted)
-        try:
-            lock.release()
-        except Exception as e:  # noqa: BLE001
-            log.warning("waiter %d: release failed: %r", j, e)
-            res.errors += 1
+        release(lock, res, "waiter %d" % j)
 
     threads = [threading.Thread(target=waiter, args=(j,), daemon=True) for j in range(waiters)]
     for t in threads:
@@ -260,11 +261,7 @@ def run_queue(args, setup):
     before = snapshot(setup["mntr"], setup["pid"])
     extra = Result()
     stats.leave()
-    try:
-        holder.release()
-    except Exception as e:  # noqa: BLE001
-        log.warning("holder: release failed: %r", e)
-        extra.errors += 1
+    release(holder, extra, "holder")
     for t in threads:
         t.join(max(0.1, deadline - time.monotonic() + 10))
     after = snapshot(setup["mntr"], setup["pid"])
