@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let guard = mutex.lock().await?;
                 let queue = mutex.participants().await?;
                 let waiting: Vec<String> =
-                    queue.iter().skip(1).map(|p| String::from_utf8_lossy(p.data()).into_owned()).collect();
+                    queue.iter().skip(1).map(|p| String::from_utf8_lossy(p.data().unwrap_or(b"?")).into_owned()).collect();
                 println!(
                     "worker-{id} holds the lock (round {round}): queued behind {}, seq {}, token {}; waiting now: {waiting:?}",
                     guard.queued_behind(),

@@ -12,12 +12,26 @@ use std::time::Duration;
 use zookeeper_client as zk;
 
 use crate::error::{outcome, Error, Outcome, Result};
+use crate::events;
 use crate::node::AttemptName;
 use crate::path::LockPath;
+use crate::retry::Retry;
 
-/// Upper bound of delete attempts; each waits for an answer or a reconnect, so this is far more
-/// than a session lifetime of retries.
-const MAX_ATTEMPTS: u32 = 10_000;
+/// How often, and for how long, the background retries a delete the server refused for lack of
+/// permission (someone took DELETE away from the lock directory while we held it): an operator
+/// who gives it back frees the lock without anyone restarting. In any case the node goes when the
+/// session ends.
+const REFUSED_EVERY: Duration = Duration::from_secs(1);
+const REFUSED_FOR: Duration = Duration::from_secs(600);
+
+/// What a delete does when the server refuses it for lack of permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnRefusal {
+    /// Report it (a `release()` the caller awaits).
+    Fail,
+    /// Keep trying (the background), see [`REFUSED_FOR`].
+    Insist,
+}
 
 #[derive(Debug)]
 pub(crate) struct NodeCleanup {
@@ -60,6 +74,11 @@ impl NodeCleanup {
         }
     }
 
+    /// Whether the node may still exist and is ours to delete.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed
+    }
+
     /// Nothing was created (the create definitely failed): nothing to clean.
     pub(crate) fn disarm(&mut self) {
         self.armed = false;
@@ -71,8 +90,15 @@ impl NodeCleanup {
     /// stays armed and its `Drop` goes on in the background.
     pub(crate) async fn delete_now(&mut self) -> Result<Gone> {
         delete_duplicates(&self.client, &self.duplicates).await;
-        let gone =
-            delete_until_gone(&self.client, &self.dir, &self.attempt, self.node.as_deref(), self.handoff).await?;
+        let gone = delete_until_gone(
+            &self.client,
+            &self.dir,
+            &self.attempt,
+            self.node.as_deref(),
+            self.handoff,
+            OnRefusal::Fail,
+        )
+        .await?;
         self.armed = false;
         Ok(gone)
     }
@@ -97,7 +123,7 @@ impl Drop for NodeCleanup {
             drop(self.client.delete(duplicate, None));
         }
         let Ok(rt) = rt else {
-            tracing::warn!(dir = %self.dir, "lock node cleanup outside a tokio runtime: delete sent once, not retried");
+            tracing::warn!(target: "zk_lock", lock = %self.dir, node = self.node.as_deref(), "lock node cleanup outside a tokio runtime: delete sent once, not retried");
             return;
         };
         let client = self.client.clone();
@@ -107,15 +133,19 @@ impl Drop for NodeCleanup {
         let duplicates = std::mem::take(&mut self.duplicates);
         rt.spawn(async move {
             delete_duplicates(&client, &duplicates).await;
+            let report = |outcome| events::background_delete(dir.as_str(), node.as_deref(), outcome);
             if let Some(first) = first {
                 match first.await {
-                    Ok(()) | Err(zk::Error::NoNode) => return,
-                    Err(e) if outcome(&e) == Outcome::Terminal => return,
+                    Ok(()) => return report(Ok("deleted")),
+                    Err(zk::Error::NoNode) => return report(Ok("already gone")),
+                    Err(e) if outcome(&e) == Outcome::Terminal => return report(Ok("session over")),
                     Err(_) => {}
                 }
             }
-            if let Err(e) = delete_until_gone(&client, &dir, &attempt, node.as_deref(), false).await {
-                tracing::error!(dir = %dir, error = %e, "could not delete lock node in the background");
+            match delete_until_gone(&client, &dir, &attempt, node.as_deref(), false, OnRefusal::Insist).await {
+                Ok(Gone::Deleted) => report(Ok("deleted")),
+                Ok(Gone::AlreadyGone) => report(Ok("already gone")),
+                Err(e) => report(Err(&e)),
             }
         });
     }
@@ -127,8 +157,8 @@ pub(crate) async fn find_by_name(
     dir: &LockPath,
     attempt: &AttemptName,
 ) -> Result<Option<(String, zk::Stat)>> {
-    let mut backoff = Backoff::new();
-    for _ in 0..MAX_ATTEMPTS {
+    let mut retry = Retry::new(client);
+    loop {
         // A sync first, so that a create sent before a reconnect is seen by the read.
         let listed = async {
             client.sync(dir.as_str()).await?;
@@ -139,7 +169,7 @@ pub(crate) async fn find_by_name(
             Ok(children) => children,
             Err(zk::Error::NoNode) => return Ok(None),
             Err(e) if outcome(&e) == Outcome::Unknown => {
-                backoff.wait().await;
+                retry.wait(dir.as_str()).await?;
                 continue;
             }
             Err(e) => return Err(Error::from_zk(e, dir.as_str())),
@@ -149,11 +179,10 @@ pub(crate) async fn find_by_name(
         match client.check_stat(&path).await {
             Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => return Ok(Some((path, stat))),
             Ok(_) => return Ok(None),
-            Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+            Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(&path).await?,
             Err(e) => return Err(Error::from_zk(e, &path)),
         }
     }
-    Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
 }
 
 /// Sends the delete of `node` at once (requests go out when called) and returns its answer.
@@ -198,13 +227,17 @@ fn send_handoff<'a>(
     Ok(writer.commit())
 }
 
-/// Deletes `paths`, retrying unknown outcomes (bounded); best effort.
+/// Deletes `paths`, retrying unknown outcomes (bounded, see `retry`); best effort.
 async fn delete_duplicates(client: &zk::Client, paths: &[String]) {
     for path in paths {
-        let mut backoff = Backoff::new();
-        for _ in 0..MAX_ATTEMPTS {
+        let mut retry = Retry::new(client);
+        loop {
             match client.delete(path, None).await {
-                Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+                Err(e) if outcome(&e) == Outcome::Unknown => {
+                    if retry.wait(path).await.is_err() {
+                        break;
+                    }
+                }
                 Ok(()) | Err(_) => break,
             }
         }
@@ -228,13 +261,14 @@ async fn delete_until_gone(
     attempt: &AttemptName,
     node: Option<&str>,
     handoff: bool,
+    on_refusal: OnRefusal,
 ) -> Result<Gone> {
-    let mut backoff = Backoff::new();
+    let mut retry = Retry::new(client);
     let mut node = node.map(str::to_owned);
     let mut handoff = handoff;
     let mut first = true;
-    let mut last_error = zk::Error::ConnectionLoss;
-    for _ in 0..MAX_ATTEMPTS {
+    let mut refused_since: Option<tokio::time::Instant> = None;
+    loop {
         let path = match &node {
             Some(path) => path.clone(),
             None => match find_by_name(client, dir, attempt).await {
@@ -248,45 +282,33 @@ async fn delete_until_gone(
             },
         };
         match delete_request(client, &path, handoff).await {
-            Ok(()) => {
-                tracing::debug!(node = %path, "lock node deleted");
-                return Ok(Gone::Deleted);
-            }
+            Ok(()) => return Ok(Gone::Deleted),
             Err(zk::Error::NoNode) if first => return Ok(Gone::AlreadyGone),
             Err(zk::Error::NoNode) => return Ok(Gone::Deleted),
             Err(e) => match outcome(&e) {
-                // The session is over: the server deleted its ephemeral nodes.
+                // The session is over: the server deleted its ephemeral nodes, or will when it
+                // expires the session.
                 Outcome::Terminal => return Ok(Gone::AlreadyGone),
                 Outcome::Unknown => {
-                    tracing::debug!(node = %path, error = %e, "delete of lock node failed, retrying");
+                    tracing::debug!(target: "zk_lock", node = %path, error = %e, "delete of lock node failed, retrying");
                     first = false;
-                    last_error = e;
-                    backoff.wait().await
+                    retry.wait(&path).await?;
                 }
                 // The handoff's data change was refused (e.g. an ACL without WRITE): a plain
                 // delete still frees the lock; the successor then lists once more.
                 Outcome::Definite if handoff => {
-                    tracing::debug!(node = %path, error = %e, "handoff refused, deleting plainly");
+                    tracing::debug!(target: "zk_lock", node = %path, error = %e, "handoff refused, deleting plainly");
                     handoff = false;
+                }
+                Outcome::Definite if e == zk::Error::NoAuth && on_refusal == OnRefusal::Insist => {
+                    let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= REFUSED_FOR {
+                        return Err(Error::from_zk(e, &path));
+                    }
+                    tokio::time::sleep(REFUSED_EVERY).await;
                 }
                 Outcome::Definite => return Err(Error::from_zk(e, &path)),
             },
         }
-    }
-    Err(Error::from_zk(last_error, dir.as_str()))
-}
-
-/// Exponential backoff from 5 ms to 500 ms between retries after an unknown outcome.
-#[derive(Debug)]
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub(crate) fn new() -> Backoff {
-        Backoff(Duration::from_millis(5))
-    }
-
-    pub(crate) async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_millis(500));
     }
 }

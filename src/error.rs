@@ -62,13 +62,73 @@ pub enum Error {
         path: String,
     },
 
-    /// The operation did not finish in time.
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
+    /// The lock was not granted within the deadline given to
+    /// [`Mutex::lock_timeout`](crate::Mutex::lock_timeout). Our node, if one was created, is
+    /// withdrawn.
+    #[error("lock {path} not granted within {after:?}")]
+    Timeout {
+        /// The lock path.
+        path: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
 
-    /// Any other error the ZooKeeper client reported.
-    #[error("zookeeper error: {0}")]
-    ZooKeeper(#[from] zk::Error),
+    /// Requests about `path` kept failing with connection errors (each retried with backoff)
+    /// for `after`, twice the session timeout, without the session ending: the server may be
+    /// refusing them (for example a request larger than its `jute.maxbuffer` makes it drop the
+    /// connection), or it is unreachable. Any node we created is deleted in the background.
+    #[error("connection trouble: requests about {path} kept failing for {after:?}")]
+    ConnectionLoss {
+        /// The path of the request that kept failing.
+        path: String,
+        /// How long it was retried.
+        after: Duration,
+    },
+
+    /// The ACLs given to a lock cannot work: the list is empty, or it names nobody (an `auth`
+    /// entry, as in [`zk::Acls::creator_all`], on a session that has no credentials of its own,
+    /// when the lock must create its directory). Nothing was written.
+    #[error("invalid acl for {path}: {reason}")]
+    InvalidAcl {
+        /// The lock path.
+        path: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A request would be larger than the server accepts (its `jute.maxbuffer`, 1 MiB unless
+    /// configured otherwise; see [`MutexBuilder::max_request_size`](crate::MutexBuilder::max_request_size)).
+    /// Refused before anything is sent.
+    #[error("{what} too large: a request of {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// What is too large: `"lock path"` or `"node data"`.
+        what: &'static str,
+        /// The size of the request it makes, in bytes.
+        size: usize,
+        /// The limit it was checked against.
+        limit: usize,
+    },
+
+    /// An operation of a [fenced write](crate::FencedWrite) failed (the lock node itself was
+    /// still there): nothing of the write was applied.
+    #[error("fenced write: operation {index} on {path} failed: {source}")]
+    OperationFailed {
+        /// Index of the failing operation, in the order they were added.
+        index: usize,
+        /// Its path.
+        path: String,
+        /// What the server said.
+        source: zk::Error,
+    },
+
+    /// Any other error the ZooKeeper client reported, with the path it was about.
+    #[error("zookeeper error on {path}: {source}")]
+    ZooKeeper {
+        /// The path of the request.
+        path: String,
+        /// The client's error.
+        source: zk::Error,
+    },
 }
 
 /// Result with this crate's [`Error`].
@@ -123,7 +183,8 @@ impl Error {
             zk::Error::SessionExpired => Error::SessionExpired,
             zk::Error::ClientClosed | zk::Error::AuthFailed => Error::SessionClosed,
             zk::Error::NoAuth => Error::NotAuthorized { path: path.to_owned() },
-            other => Error::ZooKeeper(other),
+            zk::Error::InvalidAcl => Error::InvalidAcl { path: path.to_owned(), reason: "refused by the server" },
+            source => Error::ZooKeeper { path: path.to_owned(), source },
         }
     }
 }
@@ -151,6 +212,9 @@ mod tests {
     fn session_and_acl_errors_get_their_own_variants() {
         assert_eq!(Error::from_zk(zk::Error::SessionExpired, "/a"), Error::SessionExpired);
         assert_eq!(Error::from_zk(zk::Error::NoAuth, "/a"), Error::NotAuthorized { path: "/a".into() });
-        assert_eq!(Error::from_zk(zk::Error::NoNode, "/a"), Error::ZooKeeper(zk::Error::NoNode));
+        assert_eq!(
+            Error::from_zk(zk::Error::NoNode, "/a"),
+            Error::ZooKeeper { path: "/a".into(), source: zk::Error::NoNode }
+        );
     }
 }

@@ -37,6 +37,7 @@ impl<'a> FencedWrite<'a> {
     /// Lock nodes are the lock's own: writing or deleting them by hand would break the queue
     /// (a data change of a holder's node reads as its handoff to the next contender).
     fn check_target(&self, path: &str) -> Result<()> {
+        crate::path::check_node_path(path)?;
         let dir = self.held.lock.as_str();
         if path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/' {
             return Err(Error::InvalidPath { path: path.to_owned(), reason: "lock nodes are managed by the lock" });
@@ -53,8 +54,8 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] if `path` is a node in the lock's directory (lock nodes are the
-    /// lock's own), [`Error::ZooKeeper`] if `path` is not a valid path.
+    /// [`Error::InvalidPath`] if `path` is not a valid absolute path or is a node in the lock's
+    /// directory (lock nodes are the lock's own).
     ///
     /// # Examples
     ///
@@ -76,8 +77,8 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] if `path` is in the lock's directory,
-    /// [`Error::ZooKeeper`] if `path` or `options` are not valid.
+    /// [`Error::InvalidPath`] if `path` is not a valid absolute path or is in the lock's
+    /// directory, [`Error::ZooKeeper`] if `options` are not valid.
     ///
     /// # Examples
     ///
@@ -100,8 +101,8 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] if `path` is a node in the lock's directory,
-    /// [`Error::ZooKeeper`] if `path` is not a valid path.
+    /// [`Error::InvalidPath`] if `path` is not a valid absolute path or is a node in the lock's
+    /// directory.
     ///
     /// # Examples
     ///
@@ -123,7 +124,7 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ZooKeeper`] if `path` is not a valid path.
+    /// [`Error::InvalidPath`] if `path` is not a valid absolute path.
     ///
     /// # Examples
     ///
@@ -136,6 +137,7 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub fn check_version(&mut self, path: &str, version: i32) -> Result<()> {
+        crate::path::check_node_path(path)?;
         self.writer.add_check_version(path, version).map_err(|e| Error::from_zk(e, path))?;
         self.paths.push(path.to_owned());
         Ok(())
@@ -146,7 +148,9 @@ impl<'a> FencedWrite<'a> {
     /// # Errors
     ///
     /// [`Error::LockLost`] if our lock node is gone (nothing applied) or the lock is already known
-    /// to be lost (nothing sent); otherwise the first failing operation's error.
+    /// to be lost (nothing sent); [`Error::OperationFailed`] with the index (in the order the
+    /// operations were added), path and error of the first failing operation (nothing applied);
+    /// session errors.
     ///
     /// # Cancel safety
     ///
@@ -175,15 +179,15 @@ impl<'a> FencedWrite<'a> {
         match self.writer.commit().await {
             Ok(results) => Ok(results),
             Err(zk::CheckWriteError::CheckFailed { source: zk::Error::NoNode }) => {
-                held.tracker.lose("lock node gone at a fenced write");
+                held.tracker.lose_node("lock node gone at a fenced write");
                 Err(lost())
             }
             Err(zk::CheckWriteError::CheckFailed { source } | zk::CheckWriteError::RequestFailed { source }) => {
                 Err(Error::from_zk(source, held.node()))
             }
             Err(zk::CheckWriteError::OperationFailed { source, index }) => {
-                let path = paths.get(index).map_or(held.lock.as_str(), String::as_str);
-                Err(Error::from_zk(source, path))
+                let path = paths.get(index).cloned().unwrap_or_default();
+                Err(Error::OperationFailed { index, path, source })
             }
         }
     }

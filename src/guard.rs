@@ -198,16 +198,32 @@ impl MutexGuard {
         FencedWrite::new(&self.held)
     }
 
-    /// Releases the lock: returns once our node is deleted (or the session is over), retrying
-    /// through connection loss. With re-entered guards alive, it only gives up this one (when
-    /// the last two are released at the same moment, the node is deleted by the last guard's
-    /// drop, in the background).
+    /// Releases the lock: returns once our node is deleted, retrying through connection loss
+    /// (for at most twice the session timeout of consecutive failures). With re-entered guards
+    /// alive, it only gives up this one (when the last two are released at the same moment, the
+    /// node is deleted by the last guard's drop, in the background).
+    ///
+    /// What the result promises:
+    ///
+    /// * `Ok(())`: our own delete removed our node, and the guard was never `Lost`: nobody else
+    ///   was granted the lock before this moment. (For a re-entered guard: the lock is still
+    ///   held, by the other guards.)
+    /// * `Err(LockLost)`: the guard turned [`LockState::Lost`](crate::LockState::Lost) before or
+    ///   during the release, or our node had already been deleted by someone else: someone else
+    ///   may have held the lock meanwhile. The node is gone, or, when the session is over,
+    ///   goes when the server expires the session: at the latest one session timeout (plus
+    ///   one server tick) after the server last heard from us. The client itself may declare
+    ///   the session over a little earlier than the server does.
     ///
     /// # Errors
     ///
-    /// [`Error::LockLost`](crate::Error::LockLost) if the lock had been lost while held, or our
-    /// node was already deleted by someone else (the node is gone all the same), [`Error::NotAuthorized`](crate::Error::NotAuthorized) if an ACL
-    /// forbids the delete.
+    /// [`Error::LockLost`](crate::Error::LockLost) as above;
+    /// [`Error::NotAuthorized`](crate::Error::NotAuthorized) if the directory's ACL refuses the
+    /// delete (someone took DELETE away while we held the lock): the node is not abandoned, the
+    /// delete is retried in the background every second for ten minutes, so that the lock is
+    /// freed as soon as the permission is given back, and in any case when the session ends;
+    /// [`Error::ConnectionLoss`](crate::Error::ConnectionLoss) after twice the session timeout
+    /// of failures (the delete goes on in the background).
     ///
     /// # Cancel safety
     ///
@@ -224,6 +240,9 @@ impl MutexGuard {
     pub async fn release(self) -> Result<()> {
         match Arc::try_unwrap(self.held) {
             Ok(held) => held.release().await,
+            Err(shared) if shared.state() == LockState::Lost => {
+                Err(crate::Error::LockLost { path: shared.lock.to_string() })
+            }
             Err(_shared) => Ok(()),
         }
     }

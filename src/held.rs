@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use zookeeper_client as zk;
 
 use crate::cleanup::{Gone, NodeCleanup};
 use crate::error::{Error, Result};
+use crate::events;
 use crate::path::LockPath;
 use crate::queue::{Queue, Ticket};
 use crate::state::{LockState, Tracker};
@@ -31,8 +34,7 @@ impl Held {
         if ticket.waited {
             ticket.cleanup.set_handoff();
         }
-        let tracker = Tracker::new(queue.session().clone(), ticket.node.clone());
-        tracing::debug!(lock = %queue.dir, node = %ticket.node, token = %ticket.token, "lock held");
+        let tracker = Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone());
         Held {
             lock: queue.dir.clone(),
             seq: ticket.seq,
@@ -55,19 +57,25 @@ impl Held {
         self.tracker.state()
     }
 
-    /// Deletes the node; `Err(LockLost)` (after the delete) if the lock had been lost meanwhile,
-    /// or the node was already gone.
+    /// Deletes the node; `Err(LockLost)` (after the delete) if the guard was or became `Lost`
+    /// before the delete finished, or the node was already gone.
     pub(crate) async fn release(mut self) -> Result<()> {
-        let was_lost = self.tracker.state() == LockState::Lost;
-        self.tracker.start_release();
-        let gone = self.cleanup.delete_now().await?;
-        tracing::debug!(lock = %self.lock, node = %self.node(), token = %self.token, "released");
-        // Gone before our delete reached it: someone else deleted it, or the session ended.
-        if was_lost || gone == Gone::AlreadyGone {
-            Err(Error::LockLost { path: self.lock.to_string() })
-        } else {
-            Ok(())
+        let span = tracing::debug_span!(target: "zk_lock", "zk_lock::release", lock = %self.lock, node = %self.node());
+        async move {
+            self.tracker.start_release();
+            let gone = self.cleanup.delete_now().await?;
+            let session = self.client().session_id();
+            events::released(self.lock.as_str(), self.node(), session, self.token, self.tracker.since.elapsed());
+            // Lost before or during the release: someone else may have been granted meanwhile.
+            // Gone before our delete reached it: someone else deleted it, or the session ended.
+            if gone == Gone::AlreadyGone || self.tracker.state() == LockState::Lost {
+                Err(Error::LockLost { path: self.lock.to_string() })
+            } else {
+                Ok(())
+            }
         }
+        .instrument(span)
+        .await
     }
 }
 
@@ -75,5 +83,9 @@ impl Drop for Held {
     fn drop(&mut self) {
         // Our own delete must not be taken for a loss; the cleanup's Drop deletes if still armed.
         self.tracker.start_release();
+        if self.cleanup.is_armed() {
+            let session = self.client().session_id();
+            events::guard_dropped(self.lock.as_str(), self.node(), session, self.token, self.tracker.since.elapsed());
+        }
     }
 }

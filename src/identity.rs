@@ -15,6 +15,8 @@ use base64::Engine;
 use tokio::sync::OnceCell;
 use zookeeper_client as zk;
 
+use crate::access::OWN_USER_PREFIX;
+
 type Identities = StdMutex<HashMap<i64, Arc<OnceCell<zk::Acl>>>>;
 
 fn identities() -> &'static Identities {
@@ -31,7 +33,7 @@ pub(crate) async fn owner_acl(client: &zk::Client) -> Result<zk::Acl, zk::Error>
     };
     let acl = cell
         .get_or_try_init(|| async {
-            let user = format!("zk-lock-{}", uuid::Uuid::new_v4().simple());
+            let user = format!("{OWN_USER_PREFIX}{}", uuid::Uuid::new_v4().simple());
             let password = uuid::Uuid::new_v4().simple().to_string();
             let credentials = format!("{user}:{password}");
             client.auth("digest", credentials.as_bytes()).await?;
@@ -50,24 +52,6 @@ fn digest_id(user: &str, password: &str) -> String {
     format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
-/// `acls` with WRITE and ADMIN taken from everyone (and `auth` entries dropped), plus `owner`.
-pub(crate) fn owner_writable(acls: &[zk::Acl], owner: zk::Acl) -> Vec<zk::Acl> {
-    use zk::Permission as P;
-    let mut out: Vec<zk::Acl> = acls
-        .iter()
-        .filter(|acl| acl.scheme() != "auth")
-        .filter_map(|acl| {
-            let keep = [P::READ, P::CREATE, P::DELETE]
-                .into_iter()
-                .filter(|p| acl.permission().has(*p))
-                .fold(P::NONE, |a, b| a | b);
-            (keep != P::NONE).then(|| zk::Acl::new(keep, acl.auth_id().clone()))
-        })
-        .collect();
-    out.push(owner);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,17 +60,5 @@ mod tests {
     fn digest_id_is_zookeepers() {
         // As `DigestAuthenticationProvider.generateDigest("super:test")` gives it.
         assert_eq!(digest_id("super", "test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
-    }
-
-    #[test]
-    fn only_the_owner_may_write() {
-        let owner = zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", "me:x"));
-        let acls = owner_writable(&zk::Acls::anyone_all(), owner.clone());
-        assert_eq!(acls.len(), 2);
-        assert!(!acls[0].permission().has(zk::Permission::WRITE));
-        assert!(!acls[0].permission().has(zk::Permission::ADMIN));
-        assert!(acls[0].permission().has(zk::Permission::READ));
-        assert_eq!(acls[1], owner);
-        assert_eq!(owner_writable(&zk::Acls::creator_all(), owner.clone()), [owner]);
     }
 }

@@ -82,17 +82,21 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod access;
 mod cleanup;
 mod error;
+mod events;
 mod fenced;
 mod guard;
 mod held;
 mod identity;
+mod limits;
 mod mutex;
 mod node;
 mod participant;
 mod path;
 mod queue;
+mod retry;
 mod session;
 mod state;
 mod token;
@@ -110,5 +114,19 @@ pub use token::FencingToken;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// The ZooKeeper client this crate is built on, re-exported so that versions match.
-pub use zookeeper_client as zk;
+/// The ZooKeeper client this crate is built on ([`zookeeper-client`](https://docs.rs/zookeeper-client)
+/// 0.11), re-exported so that your client and ours are the same version.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zk_lock::zk::Error> {
+/// let client = zk_lock::zk::Client::connector()
+///     .with_session_timeout(std::time::Duration::from_secs(10))
+///     .connect("127.0.0.1:2181")
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub mod zk {
+    pub use zookeeper_client::*;
+}

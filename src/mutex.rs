@@ -6,9 +6,10 @@ use std::time::Duration;
 use tracing::Instrument;
 use zookeeper_client as zk;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::guard::MutexGuard;
 use crate::held::Held;
+use crate::limits::DEFAULT_MAX_REQUEST;
 use crate::node::Layout;
 use crate::participant::Participant;
 use crate::path::LockPath;
@@ -26,7 +27,9 @@ use crate::queue::{Exclusive, Queue};
 /// [`lock`](Mutex::lock) is a new contender, also on the same handle and in the same task: a
 /// second `lock()` while a guard from the first is alive waits behind it (in the same task that
 /// is a deadlock, as with `tokio::sync::Mutex`). To enter again while holding, use
-/// [`MutexGuard::reenter`].
+/// [`MutexGuard::reenter`]. Unlike Curator's `InterProcessMutex`, which a thread that holds it
+/// can acquire again, this lock is **not reentrant**: there is no thread identity in async
+/// code, so entering again is explicit.
 ///
 /// # Examples
 ///
@@ -59,7 +62,7 @@ pub struct Mutex {
 /// ```
 pub type InterProcessMutex = Mutex;
 
-/// Options for a [`Mutex`]: node data and ACLs.
+/// Options for a [`Mutex`]: node data, ACLs, the server's request size limit.
 ///
 /// # Examples
 ///
@@ -77,6 +80,7 @@ pub struct MutexBuilder {
     path: String,
     data: Vec<u8>,
     acls: Vec<zk::Acl>,
+    max_request: usize,
 }
 
 impl MutexBuilder {
@@ -96,27 +100,74 @@ impl MutexBuilder {
     }
 
     /// ACLs of the lock nodes and of any directory the lock creates. `world:anyone` with all
-    /// permissions by default. Note that who may delete a lock node is decided by the DELETE
-    /// permission of its parent: with an open directory anyone can delete the holder's node.
+    /// permissions by default.
+    ///
+    /// * **Directories** the lock creates get these ACLs as given. Every contender needs READ,
+    ///   CREATE and DELETE on the lock directory: DELETE of a node is decided by its *parent*,
+    ///   so with an open directory anyone can delete the holder's node and pass the lock on.
+    ///   Before its first create, a lock checks that the directory (or, if it must create it,
+    ///   these ACLs) lets it delete its node, and fails with
+    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) instead of leaving a node it could
+    ///   not remove.
+    /// * **Lock nodes** get these ACLs without WRITE and ADMIN, plus all permissions for the
+    ///   session's own identity: only the owner can write its node, so nobody can fake its
+    ///   handoff. Every contender needs READ on the others' nodes: a waiter watches the node
+    ///   before it, and the server does not deliver watch events on a node the watcher may
+    ///   not read (a waiter refused READ fails with
+    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) and withdraws).
+    /// * An `auth` entry, as in [`zk::Acls::creator_all`], names the session's own credentials
+    ///   (`digest`, `sasl`, `x509`...), as in ZooKeeper: clients sharing those credentials can
+    ///   read each other's nodes and use a directory one of them created, and nobody else can.
+    ///   On a session without credentials it names nobody but that one session, which no other
+    ///   contender could then follow: the first acquire fails with
+    ///   [`Error::InvalidAcl`](crate::Error::InvalidAcl) before writing anything, as ZooKeeper
+    ///   itself refuses such ACLs.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # fn example(client: zk_lock::zk::Client) {
-    /// use zk_lock::zk::Acls;
-    /// let builder = zk_lock::Mutex::builder(&client, "/locks/a").acls(Acls::creator_all());
-    /// # }
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use zk_lock::zk::{self, Acls};
+    /// // Every worker of the fleet connects with the same credentials.
+    /// let client = zk::Client::connector().with_auth("digest", b"fleet:secret").connect("127.0.0.1:2181").await?;
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a").acls(Acls::creator_all()).build()?;
+    /// # Ok(()) }
     /// ```
     pub fn acls(mut self, acls: zk::Acls<'_>) -> MutexBuilder {
         self.acls = acls.iter().cloned().collect();
         self
     }
 
-    /// Checks the path and makes the mutex. Nothing is sent to the server.
+    /// The largest request the server accepts, in bytes: its `jute.maxbuffer` setting,
+    /// `0xfffff` (1 MiB - 1) unless the server is configured otherwise. A server that receives
+    /// a larger packet drops the connection without an answer, so [`build`](Self::build)
+    /// refuses a lock whose create request (path, data and ACLs) would not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// // The servers run with -Djute.maxbuffer=4194304.
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a")
+    ///     .max_request_size(4 << 20)
+    ///     .data(vec![0; 2 << 20])
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_request_size(mut self, bytes: usize) -> MutexBuilder {
+        self.max_request = bytes;
+        self
+    }
+
+    /// Checks the path, the ACLs and the request size, and makes the mutex. Nothing is sent to
+    /// the server.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] for a path [`LockPath::new`] refuses.
+    /// [`Error::InvalidPath`](crate::Error::InvalidPath) for a path [`LockPath::new`] refuses,
+    /// [`Error::InvalidAcl`](crate::Error::InvalidAcl) for an empty ACL list,
+    /// [`Error::TooLarge`](crate::Error::TooLarge) when the path or the data would make a
+    /// request larger than [`max_request_size`](Self::max_request_size).
     ///
     /// # Examples
     ///
@@ -127,10 +178,7 @@ impl MutexBuilder {
     /// ```
     pub fn build(self) -> Result<Mutex> {
         let dir = LockPath::new(self.path)?;
-        if self.acls.is_empty() {
-            return Err(Error::ZooKeeper(zk::Error::InvalidAcl));
-        }
-        let queue = Queue::new(self.client, dir, Layout::MUTEX, 0, self.data, self.acls);
+        let queue = Queue::new(self.client, dir, Layout::MUTEX, 0, self.data, self.acls, self.max_request)?;
         Ok(Mutex { queue: Arc::new(queue) })
     }
 }
@@ -140,7 +188,7 @@ impl Mutex {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] for a path [`LockPath::new`] refuses.
+    /// Those of [`MutexBuilder::build`].
     ///
     /// # Examples
     ///
@@ -169,6 +217,7 @@ impl Mutex {
             path: path.into(),
             data: Vec::new(),
             acls: zk::Acls::anyone_all().iter().cloned().collect(),
+            max_request: DEFAULT_MAX_REQUEST,
         }
     }
 
@@ -189,16 +238,30 @@ impl Mutex {
     /// Waits for the lock, in arrival order, and returns its guard.
     ///
     /// An uncontended acquire costs one round trip (the create and the listing are pipelined).
-    /// A waiter watches only the contender just before it. Missing directories are created as
-    /// container nodes, which the server removes once they are empty.
+    /// The first acquire through a `Mutex` (and its clones) costs one more: it checks the
+    /// directory's ACL and, once per session, gives the session its own identity (see
+    /// [`MutexBuilder::acls`]). A waiter watches only the contender just before it. Missing
+    /// directories are created as container nodes, which the server removes once they are
+    /// empty.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] when the path lies under an ephemeral node,
-    /// [`Error::NotAuthorized`] when an ACL refuses us, [`Error::SessionExpired`] /
-    /// [`Error::SessionClosed`] when the session ends meanwhile, [`Error::LockLost`] when our
-    /// node is deleted by someone else while we wait. Connection loss is not an error: the wait
-    /// goes on through reconnects.
+    /// * [`Error::InvalidPath`](crate::Error::InvalidPath) when the path lies under an ephemeral
+    ///   node.
+    /// * [`Error::NotAuthorized`](crate::Error::NotAuthorized) when an ACL refuses us, also before
+    ///   anything is created when the directory would not let us delete our node.
+    /// * [`Error::InvalidAcl`](crate::Error::InvalidAcl) when the lock must create its directory
+    ///   with ACLs that name nobody (see [`MutexBuilder::acls`]).
+    /// * [`Error::SessionExpired`](crate::Error::SessionExpired) /
+    ///   [`Error::SessionClosed`](crate::Error::SessionClosed) when the session ends meanwhile.
+    /// * [`Error::LockLost`](crate::Error::LockLost) when our node is deleted by someone else
+    ///   while we wait.
+    /// * [`Error::ConnectionLoss`](crate::Error::ConnectionLoss) when one request keeps failing
+    ///   with connection errors for twice the session timeout while the session lives on.
+    ///
+    /// A connection that comes back is not an error: the wait goes on through reconnects. One
+    /// that does not ends the session (the client declares it expired about 1.4 session
+    /// timeouts after the last contact), which ends the wait with `SessionExpired`.
     ///
     /// # Cancel safety
     ///
@@ -225,23 +288,28 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn lock(&self) -> Result<MutexGuard> {
-        let span = tracing::debug_span!("zk_lock::lock", lock = %self.queue.dir);
-        async {
-            let mut ticket = self.queue.enqueue().await?;
-            self.queue.wait_turn(&mut ticket, &Exclusive).await?;
-            Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
-        }
-        .instrument(span)
-        .await
+        self.acquire("zk_lock::lock", None).await
     }
 
-    /// [`lock`](Mutex::lock) with a deadline.
+    async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<MutexGuard> {
+        let span = tracing::debug_span!(target: "zk_lock", "acquire", name, lock = %self.queue.dir);
+        let ticket = self.queue.acquire(&Exclusive, timeout, std::future::ready(Ok(()))).instrument(span).await?;
+        Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
+    }
+
+    /// [`lock`](Mutex::lock) with a deadline for the *wait*.
+    ///
+    /// The deadline covers waiting for our turn, not the round trip that puts us in the queue:
+    /// that one is always completed, so `lock_timeout(Duration::ZERO)` takes a free lock (as
+    /// Curator's `acquire(0, …)` does) and returns `Timeout` at once on a busy one, having
+    /// created and withdrawn its node. [`try_lock`](Mutex::try_lock) does the same without
+    /// writing anything when the lock is busy.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the lock was not granted within `timeout` (our node, if it was
-    /// created, is then deleted in the background, as for a dropped `lock()`), or any error of
-    /// [`lock`](Mutex::lock).
+    /// [`Error::Timeout`](crate::Error::Timeout), with the lock path and the deadline, when the
+    /// lock was not granted within `timeout`; our node is deleted before this returns. Any
+    /// error of [`lock`](Mutex::lock).
     ///
     /// # Cancel safety
     ///
@@ -254,24 +322,25 @@ impl Mutex {
     /// use std::time::Duration;
     /// match mutex.lock_timeout(Duration::from_secs(2)).await {
     ///     Ok(guard) => guard.release().await?,
-    ///     Err(zk_lock::Error::Timeout(_)) => println!("busy"),
+    ///     Err(zk_lock::Error::Timeout { .. }) => println!("busy"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok(()) }
     /// ```
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
-        tokio::time::timeout(timeout, self.lock()).await.map_err(|_| Error::Timeout(timeout))?
+        self.acquire("zk_lock::lock_timeout", Some(timeout)).await
     }
 
     /// Takes the lock only if nobody holds or waits for it; never waits.
     ///
-    /// A read comes first: when the lock is busy this returns [`Error::WouldBlock`] without
+    /// A read comes first: when the lock is busy this returns [`Error::WouldBlock`](crate::Error::WouldBlock) without
     /// writing anything. When it looks free, we enqueue; if someone got in first after all, our
     /// node is deleted again before this returns.
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] when the lock is busy, or any error of [`lock`](Mutex::lock).
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) when the lock is busy, or any error of
+    /// [`lock`](Mutex::lock).
     ///
     /// # Cancel safety
     ///
@@ -289,22 +358,10 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn try_lock(&self) -> Result<MutexGuard> {
-        let span = tracing::debug_span!("zk_lock::try_lock", lock = %self.queue.dir);
-        async {
-            let busy = || Error::WouldBlock { path: self.queue.dir.to_string() };
-            let children = self.queue.list().await?;
-            if self.queue.would_block(&self.queue.contenders(&children), &Exclusive) {
-                return Err(busy());
-            }
-            let mut ticket = self.queue.enqueue().await?;
-            if self.queue.is_granted(&mut ticket, &Exclusive)? {
-                return Ok(MutexGuard::new(Held::grant(&self.queue, ticket)));
-            }
-            ticket.cleanup.delete_now().await?;
-            Err(busy())
-        }
-        .instrument(span)
-        .await
+        let span =
+            tracing::debug_span!(target: "zk_lock", "acquire", name = "zk_lock::try_lock", lock = %self.queue.dir);
+        let ticket = self.queue.try_acquire(&Exclusive).instrument(span).await?;
+        Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
     }
 
     /// Releases `guard` and queues again for the lock, in one round trip: the delete of the old
@@ -340,25 +397,25 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn relock(&self, guard: MutexGuard) -> Result<MutexGuard> {
-        let span = tracing::debug_span!("zk_lock::relock", lock = %self.queue.dir);
-        async {
-            // `join!` polls in order on the first poll: the delete goes out first, then the
-            // create and the listing, all before any answer is awaited.
-            let (released, enqueued) = tokio::join!(guard.release(), self.queue.enqueue());
-            let mut ticket = enqueued?;
-            released?;
-            self.queue.wait_turn(&mut ticket, &Exclusive).await?;
-            Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
-        }
-        .instrument(span)
-        .await
+        let span = tracing::debug_span!(target: "zk_lock", "acquire", name = "zk_lock::relock", lock = %self.queue.dir);
+        // The release goes out first, then the create and the listing, all before any answer
+        // is awaited.
+        let ticket = self.queue.acquire(&Exclusive, None, guard.release()).instrument(span).await?;
+        Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
     }
 
     /// The contenders in the queue now, holder first, with their nodes, sessions and data.
     ///
+    /// The nodes are read in multi-reads of 100, all sent at once: a queue of thousands is read
+    /// in about one round trip more than a short one, and no request comes near the server's
+    /// size limit.
+    ///
     /// # Errors
     ///
-    /// [`Error::NotAuthorized`] when an ACL refuses the read, session errors.
+    /// [`Error::NotAuthorized`](crate::Error::NotAuthorized) when an ACL refuses listing the
+    /// directory (a node whose data we may not read is listed with
+    /// [`Participant::data`](crate::Participant::data) `None`), session errors,
+    /// [`Error::ConnectionLoss`](crate::Error::ConnectionLoss) as for [`lock`](Mutex::lock).
     ///
     /// # Cancel safety
     ///

@@ -1,5 +1,7 @@
 //! A contender as others see it.
 
+use zookeeper_client as zk;
+
 use crate::token::FencingToken;
 
 /// One contender in a lock's queue, as listed by [`Mutex::participants`](crate::Mutex::participants).
@@ -9,7 +11,7 @@ use crate::token::FencingToken;
 /// ```no_run
 /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
 /// for (place, p) in mutex.participants().await?.iter().enumerate() {
-///     println!("{place}: {} session {:#x} data {:?}", p.node(), p.session_id(), p.data());
+///     println!("{place}: {} session {} data {:?}", p.node(), p.session_id(), p.data());
 /// }
 /// # Ok(()) }
 /// ```
@@ -17,13 +19,19 @@ use crate::token::FencingToken;
 pub struct Participant {
     node: String,
     sequence: i64,
-    session_id: i64,
-    data: Vec<u8>,
+    session_id: zk::SessionId,
+    data: Option<Vec<u8>>,
     token: FencingToken,
 }
 
 impl Participant {
-    pub(crate) fn new(node: String, sequence: i64, session_id: i64, data: Vec<u8>, token: FencingToken) -> Participant {
+    pub(crate) fn new(
+        node: String,
+        sequence: i64,
+        session_id: zk::SessionId,
+        data: Option<Vec<u8>>,
+        token: FencingToken,
+    ) -> Participant {
         Participant { node, sequence, session_id, data, token }
     }
 
@@ -62,27 +70,28 @@ impl Participant {
     ///
     /// ```no_run
     /// # async fn example(mutex: zk_lock::Mutex, client: zk_lock::zk::Client) -> zk_lock::Result<()> {
-    /// let mine = mutex.participants().await?.iter().any(|p| p.session_id() == client.session_id().0);
+    /// let mine = mutex.participants().await?.iter().any(|p| p.session_id() == client.session_id());
     /// # Ok(()) }
     /// ```
-    pub fn session_id(&self) -> i64 {
+    pub fn session_id(&self) -> zk::SessionId {
         self.session_id
     }
 
     /// The data the contender stored in its node (see
-    /// [`MutexBuilder::data`](crate::MutexBuilder::data)).
+    /// [`MutexBuilder::data`](crate::MutexBuilder::data)), or `None` when the node's ACL does
+    /// not let us read it (the contender is listed all the same).
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
     /// if let Some(holder) = mutex.participants().await?.first() {
-    ///     println!("held by {}", String::from_utf8_lossy(holder.data()));
+    ///     println!("held by {}", String::from_utf8_lossy(holder.data().unwrap_or(b"?")));
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn data(&self) -> &[u8] {
-        &self.data
+    pub fn data(&self) -> Option<&[u8]> {
+        self.data.as_deref()
     }
 
     /// The fencing token the contender has (or will have once granted).

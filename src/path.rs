@@ -68,7 +68,27 @@ impl LockPath {
     }
 }
 
+/// Checks a path given for a write (a fenced write): any valid absolute ZooKeeper path, the root
+/// and `/zookeeper` included.
+pub(crate) fn check_node_path(path: &str) -> Result<()> {
+    match path {
+        "/" => Ok(()),
+        _ => match check_syntax(path) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(Error::InvalidPath { path: path.to_owned(), reason }),
+        },
+    }
+}
+
 fn check(path: &str) -> std::result::Result<(), &'static str> {
+    check_syntax(path)?;
+    if path == "/zookeeper" || path.starts_with("/zookeeper/") {
+        return Err("/zookeeper is reserved by the server");
+    }
+    Ok(())
+}
+
+fn check_syntax(path: &str) -> std::result::Result<(), &'static str> {
     if path.is_empty() {
         return Err("must not be empty");
     }
@@ -94,9 +114,6 @@ fn check(path: &str) -> std::result::Result<(), &'static str> {
             "." | ".." => return Err("must not contain '.' or '..' components"),
             _ => {}
         }
-    }
-    if path == "/zookeeper" || path.starts_with("/zookeeper/") {
-        return Err("/zookeeper is reserved by the server");
     }
     Ok(())
 }

@@ -12,28 +12,32 @@
 //! Any connection-ish error means "outcome unknown": after an unknown create we look for our
 //! node by its unique name and adopt it only if its `ephemeralOwner` is our session.
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use std::time::Instant;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use zookeeper_client as zk;
 
-use crate::cleanup::{find_by_name, Backoff, NodeCleanup};
+use crate::access::{has_credentials, may_delete_children, names_the_creator, node_acls};
+use crate::cleanup::{find_by_name, NodeCleanup};
 use crate::error::{outcome, Error, Outcome, Result};
-use crate::identity::{owner_acl, owner_writable};
+use crate::events;
+use crate::identity::owner_acl;
+use crate::limits;
 use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
 use crate::path::LockPath;
+use crate::retry::Retry;
 use crate::session::SessionShared;
 use crate::token::FencingToken;
 
 /// How many times a vanished lock directory is re-created within one acquire.
 const MAX_DIR_RECREATES: u32 = 16;
-/// Bound on creates retried after an unknown outcome (each waits for an answer or a reconnect,
-/// with a backoff of up to 500 ms).
-const MAX_CREATE_RETRIES: u32 = 100;
-/// Bound on retries of one read after unknown outcomes.
-const MAX_READ_RETRIES: u32 = 10_000;
+/// Reads per multi-read of `participants`: small enough that request and answer stay far below
+/// the server's buffer, whatever the queue's length.
+const READ_CHUNK: usize = 100;
 
 /// Who blocks whom: the one thing recipes change.
 pub(crate) trait Policy: Send + Sync {
@@ -74,11 +78,16 @@ pub(crate) struct Queue {
     data: Vec<u8>,
     /// ACLs of the directories we create: the user's.
     acls: Vec<zk::Acl>,
-    /// ACLs of our lock nodes: the user's without WRITE and ADMIN, plus everything for the
-    /// session's own identity, so that only the owner can write (hand off) a lock node. Made on
-    /// the first enqueue (see `identity`).
-    node_acls: OnceCell<Vec<zk::Acl>>,
+    /// Made on the first enqueue: see [`Queue::prepare`].
+    prepared: OnceCell<Prepared>,
     session: OnceLock<Arc<SessionShared>>,
+}
+
+/// What the first enqueue learns once for the queue's life.
+#[derive(Debug)]
+struct Prepared {
+    /// ACLs of our lock nodes (see `access::node_acls`).
+    node_acls: Vec<zk::Acl>,
 }
 
 /// One contender's place in the queue: our node, its cleanup duty, and the last listing seen.
@@ -101,7 +110,53 @@ pub(crate) struct Ticket {
     children: Vec<String>,
 }
 
+/// One acquire, from its call to its end: says how it ended in a `tracing` event, also when
+/// it is dropped half-way (cancelled).
+struct Attempt<'a> {
+    queue: &'a Queue,
+    started: Instant,
+    node: Option<String>,
+    ended: bool,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(queue: &'a Queue) -> Attempt<'a> {
+        Attempt { queue, started: Instant::now(), node: None, ended: false }
+    }
+
+    fn end(&mut self, why: &str) {
+        self.ended = true;
+        let q = self.queue;
+        events::abandoned(q.dir.as_str(), self.node.as_deref(), q.client.session_id(), self.started.elapsed(), why);
+    }
+
+    /// Passes `result` on, saying so if it is an error.
+    fn check<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.end(&e.to_string());
+        }
+        result
+    }
+
+    fn granted(&mut self, ticket: &Ticket, by: &'static str) {
+        self.ended = true;
+        let q = self.queue;
+        let ahead = ticket.ahead.unwrap_or(0);
+        let waited = self.started.elapsed();
+        events::granted(q.dir.as_str(), &ticket.node, q.client.session_id(), ticket.token, ahead, waited, by);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end("cancelled");
+        }
+    }
+}
+
 impl Queue {
+    /// A queue on `dir`; checks that its requests fit in `max_request` bytes.
     pub(crate) fn new(
         client: zk::Client,
         dir: LockPath,
@@ -109,8 +164,13 @@ impl Queue {
         kind: usize,
         data: Vec<u8>,
         acls: Vec<zk::Acl>,
-    ) -> Queue {
-        Queue { client, dir, layout, kind, data, acls, node_acls: OnceCell::new(), session: OnceLock::new() }
+        max_request: usize,
+    ) -> Result<Queue> {
+        if acls.is_empty() {
+            return Err(Error::InvalidAcl { path: dir.to_string(), reason: "the acl list is empty" });
+        }
+        limits::check_create(&dir, layout.markers[kind], &data, &acls, max_request)?;
+        Ok(Queue { client, dir, layout, kind, data, acls, prepared: OnceCell::new(), session: OnceLock::new() })
     }
 
     pub(crate) fn session(&self) -> &Arc<SessionShared> {
@@ -121,27 +181,74 @@ impl Queue {
         self.layout.markers[self.kind]
     }
 
+    /// Once per queue, before its first create: gives the session its own identity (see
+    /// `identity`), and checks, in the same round trip, that we may read the directory and
+    /// delete what we create in it, and that ACLs naming "the creator" name someone.
+    async fn prepare(&self) -> Result<&Prepared> {
+        self.prepared.get_or_try_init(|| self.check_access()).await
+    }
+
+    async fn check_access(&self) -> Result<Prepared> {
+        let dir = self.dir.as_str();
+        let mut retry = Retry::new(&self.client);
+        loop {
+            // Both are sent now; the identity's `auth`, if still needed, right after them.
+            let acl = self.client.get_acl(dir);
+            let who = self.client.list_auth_users();
+            let (acl, who, owner) = tokio::join!(acl, who, owner_acl(&self.client));
+            let unknown = [acl.as_ref().err(), who.as_ref().err(), owner.as_ref().err()]
+                .into_iter()
+                .flatten()
+                .any(|e| outcome(e) == Outcome::Unknown);
+            if unknown {
+                retry.wait(dir).await?;
+                continue;
+            }
+            let owner = owner.map_err(|e| Error::from_zk(e, dir))?;
+            // `whoAmI` needs ZooKeeper 3.7; before it, we cannot tell who we are.
+            let me = match who {
+                Ok(me) => Some(me),
+                Err(zk::Error::Unimplemented) => None,
+                Err(e) => return Err(Error::from_zk(e, dir)),
+            };
+            let existing = match acl {
+                Ok((acls, _)) => Some(acls),
+                Err(zk::Error::NoNode) => None,
+                Err(e) => return Err(Error::from_zk(e, dir)),
+            };
+            // An `auth` entry names the session's credentials; without any, it names nobody but
+            // this one session, so no other contender could read our node, and the server does
+            // not deliver a watch event on a node the watcher may not read: the queue would
+            // stall. ZooKeeper itself refuses such ACLs with InvalidACL.
+            if names_the_creator(&self.acls) && !me.as_deref().is_none_or(has_credentials) {
+                return Err(Error::InvalidAcl {
+                    path: dir.to_owned(),
+                    reason: "an `auth` (creator) entry names nobody on a session without credentials",
+                });
+            }
+            if let Some(me) = &me {
+                if !may_delete_children(existing.as_deref().unwrap_or(&self.acls), me) {
+                    return Err(Error::NotAuthorized { path: dir.to_owned() });
+                }
+            }
+            return Ok(Prepared { node_acls: node_acls(&self.acls, owner) });
+        }
+    }
+
     /// Creates our node and lists the directory, pipelined.
     ///
     /// Cancel safety: the returned ticket's cleanup is armed before the create is sent; dropping
     /// this future at any point leaves no node behind.
     pub(crate) async fn enqueue(&self) -> Result<Ticket> {
+        let prepared = self.prepare().await?;
         let attempt = AttemptName::new(self.marker());
         let prefix = self.dir.child(&attempt.prefix);
         let mut cleanup = NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone());
-        let node_acls = self
-            .node_acls
-            .get_or_try_init(|| async {
-                Ok::<_, zk::Error>(owner_writable(&self.acls, owner_acl(&self.client).await?))
-            })
-            .await
-            .map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
-        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(node_acls));
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&prepared.node_acls));
         let mut recreated = 0;
-        let mut unknown = 0;
-        let mut backoff = Backoff::new();
+        let mut retry = Retry::new(&self.client);
         loop {
-            let sent = Instant::now();
+            let sent = std::time::Instant::now();
             let create = self.client.create(&prefix, &self.data, &options);
             let list = self.client.list_children(self.dir.as_str());
             let (created, listed) = tokio::join!(create, list);
@@ -152,32 +259,31 @@ impl Queue {
                 }
                 Err(zk::Error::NoNode) if recreated < MAX_DIR_RECREATES => {
                     recreated += 1;
-                    self.make_dir().await?;
+                    if let Err(e) = self.make_dir().await {
+                        cleanup.disarm();
+                        return Err(e);
+                    }
                     continue;
                 }
-                Err(e) => match outcome(&e) {
-                    Outcome::Unknown => match find_by_name(&self.client, &self.dir, &attempt).await? {
+                Err(e) if outcome(&e) == Outcome::Unknown => {
+                    match find_by_name(&self.client, &self.dir, &attempt).await? {
                         Some((node, stat)) => {
-                            tracing::debug!(node = %node, "create had an unknown outcome; found and adopted our node");
+                            tracing::debug!(target: "zk_lock", node = %node, "create had an unknown outcome; found and adopted our node");
                             // The search began with a sync, answered after this instant.
                             self.session().heard(sent);
                             (node, stat)
                         }
-                        None if unknown < MAX_CREATE_RETRIES => {
-                            unknown += 1;
-                            backoff.wait().await;
+                        None => {
+                            // Still armed: a create that committed late is found and deleted.
+                            retry.wait(&prefix).await?;
                             continue;
                         }
-                        None => {
-                            cleanup.disarm();
-                            return Err(self.create_error(e));
-                        }
-                    },
-                    _ => {
-                        cleanup.disarm();
-                        return Err(self.create_error(e));
                     }
-                },
+                }
+                Err(e) => {
+                    cleanup.disarm();
+                    return Err(self.create_error(e));
+                }
             };
             cleanup.set_node(node.clone());
             let name = node[self.dir.as_str().len() + 1..].to_owned();
@@ -186,13 +292,14 @@ impl Queue {
                 Ok(children) if children.contains(&name) => children,
                 _ => self.list().await?,
             };
-            tracing::debug!(lock = %self.dir, node = %node, token = stat.czxid, "enqueued");
+            let token = FencingToken::from_i64(stat.czxid);
+            events::enqueued(self.dir.as_str(), &node, self.client.session_id(), token);
             return Ok(Ticket {
                 cleanup,
                 node,
                 name,
                 seq,
-                token: FencingToken::from_i64(stat.czxid),
+                token,
                 ahead: None,
                 waited: false,
                 unique: attempt.unique.clone(),
@@ -216,30 +323,28 @@ impl Queue {
     /// Creates the lock directory and its missing parents as container nodes.
     async fn make_dir(&self) -> Result<()> {
         let options = zk::CreateMode::Container.with_acls(zk::Acls::new(&self.acls));
-        let mut backoff = Backoff::new();
-        for _ in 0..MAX_READ_RETRIES {
+        let mut retry = Retry::new(&self.client);
+        loop {
             match self.client.mkdir(self.dir.as_str(), &options).await {
                 Ok(()) => return Ok(()),
-                Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+                Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(self.dir.as_str()).await?,
                 Err(e) => return Err(self.create_error(e)),
             }
         }
-        Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
     }
 
     /// Lists the directory, retrying unknown outcomes.
     pub(crate) async fn list(&self) -> Result<Vec<String>> {
-        let mut backoff = Backoff::new();
-        for _ in 0..MAX_READ_RETRIES {
+        let mut retry = Retry::new(&self.client);
+        loop {
             // A read proves nothing about the leader: it does not count as heard.
             match self.client.list_children(self.dir.as_str()).await {
                 Ok(children) => return Ok(children),
                 Err(zk::Error::NoNode) => return Ok(Vec::new()),
-                Err(e) if outcome(&e) == Outcome::Unknown => backoff.wait().await,
+                Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(self.dir.as_str()).await?,
                 Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
             }
         }
-        Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
     }
 
     /// The contenders now in the directory, in queue order.
@@ -248,14 +353,14 @@ impl Queue {
     }
 
     /// Whether a new contender of our kind would have to wait behind `queue`.
-    pub(crate) fn would_block(&self, queue: &[Contender], policy: &dyn Policy) -> bool {
+    fn would_block(&self, queue: &[Contender], policy: &dyn Policy) -> bool {
         let mut with_me = queue.to_vec();
         with_me.push(Contender { name: "", seq: i64::MAX, kind: self.kind });
         policy.blocker(&with_me, with_me.len() - 1).is_some()
     }
 
     /// Whether the ticket may proceed now, from its last listing, without waiting.
-    pub(crate) fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
+    fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
         let children = std::mem::take(&mut ticket.children);
         let queue = self.layout.contenders_around(&children, ticket.seq);
         let me = self.find_me(&queue, ticket)?;
@@ -267,7 +372,7 @@ impl Queue {
         // A create retried after an unknown outcome may have committed twice: the node we did
         // not adopt is deleted, so it cannot block anyone, and again with ours.
         for c in queue.iter().filter(|c| c.name != ticket.name && c.name.starts_with(&ticket.unique)) {
-            tracing::warn!(lock = %self.dir, node = %c.name, "deleting a duplicate of our lock node");
+            tracing::warn!(target: "zk_lock", lock = %self.dir, node = %c.name, "deleting a duplicate of our lock node");
             ticket.cleanup.add_duplicate(self.dir.child(c.name));
         }
         match queue.iter().position(|c| c.name == ticket.name) {
@@ -277,12 +382,78 @@ impl Queue {
         }
     }
 
-    /// Waits until the policy lets the ticket proceed.
+    /// Joins the queue (after `first`, sent before our create: [`Mutex::relock`]'s release) and
+    /// waits until the policy lets us proceed, for at most `timeout` after the call. The
+    /// deadline covers the wait only: the enqueue's round trip is always completed, so a zero
+    /// timeout takes a free lock. On a timeout our node is deleted before this returns.
+    ///
+    /// Cancel safety: the ticket's cleanup is armed before the create is sent; dropping this
+    /// future at any point leaves no node behind.
+    ///
+    /// [`Mutex::relock`]: crate::Mutex::relock
+    pub(crate) async fn acquire(
+        &self,
+        policy: &dyn Policy,
+        timeout: Option<Duration>,
+        first: impl Future<Output = Result<()>>,
+    ) -> Result<Ticket> {
+        let mut attempt = Attempt::new(self);
+        let (first, enqueued) = tokio::join!(first, self.enqueue());
+        let mut ticket = attempt.check(enqueued)?;
+        attempt.node = Some(ticket.node.clone());
+        attempt.check(first)?;
+        let waited = match timeout {
+            None => self.wait_turn(&mut ticket, policy).await,
+            Some(after) => {
+                match tokio::time::timeout_at(attempt.started + after, self.wait_turn(&mut ticket, policy)).await {
+                    Ok(waited) => waited,
+                    Err(_) => {
+                        attempt.end("timed out");
+                        ticket.cleanup.delete_now().await?;
+                        return Err(Error::Timeout { path: self.dir.to_string(), after });
+                    }
+                }
+            }
+        };
+        let by = attempt.check(waited)?;
+        attempt.granted(&ticket, by);
+        Ok(ticket)
+    }
+
+    /// Takes our turn only if nobody blocks us; never waits. A read comes first: when the lock is
+    /// busy nothing is written. If someone got in between, our node is deleted before this
+    /// returns [`Error::WouldBlock`].
+    ///
+    /// Cancel safety: as [`Queue::acquire`].
+    pub(crate) async fn try_acquire(&self, policy: &dyn Policy) -> Result<Ticket> {
+        let busy = || Error::WouldBlock { path: self.dir.to_string() };
+        let mut attempt = Attempt::new(self);
+        // Also made before the first read, so that refused rights show before "busy".
+        attempt.check(self.prepare().await.map(drop))?;
+        let children = attempt.check(self.list().await)?;
+        if self.would_block(&self.contenders(&children), policy) {
+            attempt.ended = true;
+            events::busy(self.dir.as_str(), self.client.session_id());
+            return Err(busy());
+        }
+        let mut ticket = attempt.check(self.enqueue().await)?;
+        attempt.node = Some(ticket.node.clone());
+        if attempt.check(self.is_granted(&mut ticket, policy))? {
+            attempt.granted(&ticket, "listing");
+            return Ok(ticket);
+        }
+        attempt.end("busy");
+        ticket.cleanup.delete_now().await?;
+        Err(busy())
+    }
+
+    /// Waits until the policy lets the ticket proceed; says how we learnt it (`"listing"` or
+    /// `"handoff"`).
     ///
     /// Cancel safety: this future may be dropped at any point; the ticket keeps the cleanup duty.
-    pub(crate) async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<()> {
+    async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<&'static str> {
         let _waiting = self.session().waiting();
-        let mut backoff = Backoff::new();
+        let mut retry = Retry::new(&self.client);
         loop {
             // The listing is not kept while we wait: with a long queue it is the bulk of a
             // waiter's memory.
@@ -291,8 +462,7 @@ impl Queue {
             let me = self.find_me(&queue, ticket)?;
             ticket.ahead.get_or_insert(me);
             let Some(blocker) = policy.blocker(&queue, me) else {
-                tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted");
-                return Ok(());
+                return Ok("listing");
             };
             let watched = self.dir.child(queue[blocker].name);
             // A handoff (see `cleanup::delete_request`) shows as a data change of the zk-lock
@@ -300,19 +470,22 @@ impl Queue {
             let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(queue[blocker].name);
             drop(queue);
             drop(children);
-            tracing::trace!(lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
+            tracing::trace!(target: "zk_lock", lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");
             ticket.waited = true;
+            // A data watch: unlike `exists`, it leaves nothing behind on a node that is gone.
+            // (Without READ on the node we could not be woken at all: the server does not
+            // deliver watch events on nodes the watcher may not read.)
             match self.client.get_and_watch_data(&watched).await {
                 Ok((_, _, watcher)) => {
+                    retry.reset();
                     let event = watcher.changed().await;
                     if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
-                        tracing::debug!(lock = %self.dir, node = %ticket.node, token = %ticket.token, "granted by handoff");
-                        return Ok(());
+                        return Ok("handoff");
                     }
                 }
-                Err(zk::Error::NoNode) => {}
+                Err(zk::Error::NoNode) => retry.reset(),
                 Err(e) => match outcome(&e) {
-                    Outcome::Unknown => backoff.wait().await,
+                    Outcome::Unknown => retry.wait(&watched).await?,
                     _ => return Err(Error::from_zk(e, &watched)),
                 },
             }
@@ -320,41 +493,73 @@ impl Queue {
         }
     }
 
-    /// The nodes in the queue with their owners and data, in queue order.
+    /// The nodes in the queue with their owners and data, in queue order. Read in chunks of
+    /// [`READ_CHUNK`], all sent at once: a long queue costs one round trip more than a short one.
     pub(crate) async fn participants(&self) -> Result<Vec<crate::Participant>> {
-        let mut backoff = Backoff::new();
-        for _ in 0..MAX_READ_RETRIES {
-            let children = self.list().await?;
-            let queue = self.contenders(&children);
-            if queue.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut reader = self.client.new_multi_reader();
-            for c in &queue {
-                reader.add_get_data(&self.dir.child(c.name)).map_err(|e| Error::from_zk(e, self.dir.as_str()))?;
-            }
-            let results = match reader.commit().await {
+        let children = self.list().await?;
+        let queue = self.contenders(&children);
+        let paths: Vec<String> = queue.iter().map(|c| self.dir.child(c.name)).collect();
+        let mut chunks = Vec::with_capacity(paths.len().div_ceil(READ_CHUNK));
+        for chunk in paths.chunks(READ_CHUNK) {
+            chunks.push(self.read_chunk(chunk));
+        }
+        let mut out = Vec::with_capacity(queue.len());
+        let mut at = 0;
+        for (chunk, sent) in paths.chunks(READ_CHUNK).zip(chunks) {
+            let results = match sent.await {
                 Ok(results) => results,
-                Err(e) if outcome(&e) == Outcome::Unknown => {
-                    backoff.wait().await;
-                    continue;
-                }
+                Err(e) if outcome(&e) == Outcome::Unknown => self.read_chunk_again(chunk).await?,
                 Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
             };
-            let mut out = Vec::with_capacity(queue.len());
-            for (c, r) in queue.into_iter().zip(results) {
-                if let zk::MultiReadResult::Data { data, stat } = r {
-                    out.push(crate::Participant::new(
-                        self.dir.child(c.name),
-                        c.seq,
-                        stat.ephemeral_owner,
-                        data,
-                        FencingToken::from_i64(stat.czxid),
-                    ));
-                }
+            for (path, result) in chunk.iter().zip(results) {
+                let seq = queue[at].seq;
+                at += 1;
+                let (data, stat) = match result {
+                    zk::MultiReadResult::Data { data, stat } => (Some(data), stat),
+                    // An ACL that hides the data does not hide the contender.
+                    zk::MultiReadResult::Error { err: zk::Error::NoAuth } => match self.stat(path).await? {
+                        Some(stat) => (None, stat),
+                        None => continue,
+                    },
+                    // Gone meanwhile.
+                    _ => continue,
+                };
+                let owner = zk::SessionId(stat.ephemeral_owner);
+                let token = FencingToken::from_i64(stat.czxid);
+                out.push(crate::Participant::new(path.clone(), seq, owner, data, token));
             }
-            return Ok(out);
         }
-        Err(Error::ZooKeeper(zk::Error::ConnectionLoss))
+        Ok(out)
+    }
+
+    /// Sends one multi-read of `paths` at once.
+    fn read_chunk(&self, paths: &[String]) -> impl Future<Output = Result<Vec<zk::MultiReadResult>, zk::Error>> + '_ {
+        let mut reader = self.client.new_multi_reader();
+        let added: Result<(), zk::Error> = paths.iter().try_for_each(|p| reader.add_get_data(p));
+        let sent = added.map(|()| reader.commit());
+        async move { sent?.await }
+    }
+
+    async fn read_chunk_again(&self, paths: &[String]) -> Result<Vec<zk::MultiReadResult>> {
+        let mut retry = Retry::new(&self.client);
+        loop {
+            retry.wait(self.dir.as_str()).await?;
+            match self.read_chunk(paths).await {
+                Ok(results) => return Ok(results),
+                Err(e) if outcome(&e) == Outcome::Unknown => {}
+                Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
+            }
+        }
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<zk::Stat>> {
+        let mut retry = Retry::new(&self.client);
+        loop {
+            match self.client.check_stat(path).await {
+                Ok(stat) => return Ok(stat),
+                Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(path).await?,
+                Err(e) => return Err(Error::from_zk(e, path)),
+            }
+        }
     }
 }

@@ -103,6 +103,10 @@ impl SessionShared {
         Waiting(self.clone())
     }
 
+    pub(crate) fn session_id(&self) -> zk::SessionId {
+        self.client.session_id()
+    }
+
     /// Whether the client is connected right now.
     pub(crate) fn connected(&self) -> bool {
         self.client.state() == zk::SessionState::SyncConnected
@@ -125,7 +129,7 @@ impl SessionShared {
 
     pub(crate) fn register(&self, tracker: &Arc<Tracker>) {
         if self.terminated.load(Ordering::Acquire) || self.client.state().is_terminated() {
-            tracker.lose("session is over");
+            tracker.lose_session("session is over");
         }
         let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
         if trackers.len() >= 16 {
@@ -185,7 +189,7 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         if state.is_terminated() {
             s.terminated.store(true, Ordering::Release);
             for t in &trackers {
-                t.lose("session is over");
+                t.lose_session("session is over");
             }
             return;
         }
@@ -206,7 +210,7 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         let connected = state == zk::SessionState::SyncConnected;
         if now >= heard + s.lost_after {
             for t in &trackers {
-                t.lose("no contact with the server for 85% of the session timeout");
+                t.lose_session("no contact with the server for 85% of the session timeout");
             }
         }
         let confirmed = broken.is_none_or(|broken| heard > broken);
@@ -267,7 +271,7 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
         let result = client.get_and_watch_data(&path).await;
         let lose = |why: &str| {
             if let Some(t) = tracker.upgrade() {
-                t.lose(why);
+                t.lose_node(why);
             }
         };
         match result {

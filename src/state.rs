@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::events;
 use crate::session::SessionShared;
 
 /// The state of a held lock, as far as its holder can know it.
@@ -55,24 +56,27 @@ pub enum LockState {
 pub(crate) struct Tracker {
     tx: watch::Sender<LockState>,
     session: Arc<SessionShared>,
+    /// The lock path.
+    lock: String,
     /// Full path of our lock node.
     pub(crate) node: String,
     /// When it was granted.
     pub(crate) since: Instant,
-    /// Set while the holder deletes its own node on purpose, so that the deletion is not taken
-    /// for a loss.
+    /// Set while the holder deletes its own node on purpose, so that the deletion (or the
+    /// handoff's write) is not taken for a loss. A loss of the session still is one.
     releasing: AtomicBool,
     /// Set once a watch on our own node has been armed by the monitor.
     pub(crate) watched: AtomicBool,
 }
 
 impl Tracker {
-    pub(crate) fn new(session: Arc<SessionShared>, node: String) -> Arc<Tracker> {
+    pub(crate) fn new(session: Arc<SessionShared>, lock: String, node: String) -> Arc<Tracker> {
         let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
         let (tx, _) = watch::channel(initial);
         let tracker = Arc::new(Tracker {
             tx,
             session,
+            lock,
             node,
             since: Instant::now(),
             releasing: AtomicBool::new(false),
@@ -86,7 +90,7 @@ impl Tracker {
     /// process was paused).
     pub(crate) fn state(&self) -> LockState {
         if *self.tx.borrow() != LockState::Lost && self.session.may_have_expired(Instant::now()) {
-            self.lose("no contact with the server for too long");
+            self.lose_session("no contact with the server for too long");
         }
         *self.tx.borrow()
     }
@@ -103,25 +107,32 @@ impl Tracker {
             if *cur == LockState::Lost || *cur == next {
                 return false;
             }
-            tracing::info!(node = %self.node, state = ?next, "lock state changed");
+            events::state_changed(&self.lock, &self.node, self.session.session_id(), next);
             *cur = next;
             true
         });
     }
 
-    /// Declares the lock lost, once.
-    pub(crate) fn lose(&self, why: &str) {
-        if self.releasing.load(Ordering::Acquire) {
-            return;
-        }
+    /// Declares the lock lost, once, because of the session: it may have expired (or has), so
+    /// the server may give the lock to someone else. Also while we release: a release that did
+    /// not finish before the session was lost does not make the lock ours until then.
+    pub(crate) fn lose_session(&self, why: &str) {
         self.tx.send_if_modified(|cur| {
             if *cur == LockState::Lost {
                 return false;
             }
-            tracing::warn!(node = %self.node, reason = why, "lock lost");
+            events::lost(&self.lock, &self.node, self.session.session_id(), why);
             *cur = LockState::Lost;
             true
         });
+    }
+
+    /// Declares the lock lost because something happened to our node (deleted or written by
+    /// someone else); not while we release it ourselves, when that is our own doing.
+    pub(crate) fn lose_node(&self, why: &str) {
+        if !self.releasing.load(Ordering::Acquire) {
+            self.lose_session(why);
+        }
     }
 
     pub(crate) fn start_release(&self) {

@@ -221,11 +221,11 @@ async fn participants_list_the_queue_in_order_with_data() {
     let p = ma.participants().await.unwrap();
     assert_eq!(p[0].node(), ga.node());
     assert_eq!(ga.queued_behind(), 0);
-    assert_eq!(p[0].data(), b"host-a pid 1");
-    assert_eq!(p[0].session_id(), a.session_id().0);
+    assert_eq!(p[0].data(), Some(&b"host-a pid 1"[..]));
+    assert_eq!(p[0].session_id(), a.session_id());
     assert_eq!(p[0].fencing_token(), ga.fencing_token());
-    assert_eq!(p[1].data(), b"host-b pid 2");
-    assert_eq!(p[1].session_id(), b.session_id().0);
+    assert_eq!(p[1].data(), Some(&b"host-b pid 2"[..]));
+    assert_eq!(p[1].session_id(), b.session_id());
     assert!(p[0].sequence() < p[1].sequence());
     ga.release().await.unwrap();
     let (seq, gb) = waiter.await.unwrap().unwrap();
@@ -257,7 +257,7 @@ async fn a_second_lock_on_the_same_handle_queues_behind_the_first() {
     let path = unique_path("same-handle");
     let mutex = Mutex::new(&client, path.clone()).unwrap();
     let first = mutex.lock().await.unwrap();
-    assert!(matches!(mutex.lock_timeout(Duration::from_millis(300)).await, Err(Error::Timeout(_))));
+    assert!(matches!(mutex.lock_timeout(Duration::from_millis(300)).await, Err(Error::Timeout { .. })));
     let second = tokio::spawn({
         let mutex = mutex.clone();
         async move { mutex.lock().await }
