@@ -51,17 +51,87 @@
 //!   lost the lock. For data in ZooKeeper itself, [`MutexGuard::fenced`] writes only if our node
 //!   still exists, in one atomic multi-op.
 //!
+//! # Requirements
+//!
+//! * **ZooKeeper 3.6 or later** (multi-reads, used by [`Mutex::participants`]); lock
+//!   directories are container nodes (3.5.3). On 3.7 and later the first acquire also checks,
+//!   with `whoAmI`, that the ACLs let us delete what we create (see [`MutexBuilder::acls`]);
+//!   before 3.7 that check is skipped. Tested with 3.8.0 (Debian's package).
+//! * A tokio runtime (the crate spawns its session monitor and background deletes on it).
+//!
+//! # Choosing the session timeout
+//!
+//! The session timeout (set on the client, `Connector::with_session_timeout`, and clamped by
+//! the server to 2–20 ticks) drives everything a holder knows about its lock:
+//!
+//! | after this share of the timeout | without contact with the server |
+//! |---|---|
+//! | 10 % | a heartbeat (`sync`) is sent while locks are held or awaited; a holder's watch on its own node is armed after holding this long |
+//! | 50 % | held locks turn [`LockState::Suspended`] |
+//! | 85 % | held locks turn [`LockState::Lost`], before the server may expire the session |
+//! | 100 % (+ a tick) | the server expires the session and deletes its nodes: the lock passes on |
+//! | 200 % of consecutive failures | a request is given up with [`Error::ConnectionLoss`] |
+//!
+//! So a short timeout (2–4 s) hands the lock of a crashed or partitioned holder on quickly but
+//! turns a GC pause or a network blip of that length into a lost lock; a long one (10–30 s)
+//! rides out blips but leaves the lock stuck for that long when a holder dies. A process that
+//! exits (or crashes) **without releasing** keeps its locks until its session expires, unless
+//! its client closes the session: drop every clone of the `zk::Client` (or let the process end
+//! through a clean close) and the server deletes the nodes at once.
+//!
+//! # Size limits
+//!
+//! The server drops the connection of a client that sends a request larger than its
+//! `jute.maxbuffer` (1 MiB - 1 byte by default): so a lock checks, when it is built, that its
+//! path, node data and ACLs fit ([`Error::TooLarge`], limit set by
+//! [`MutexBuilder::max_request_size`]). Long queues are listed in chunks, whatever their
+//! length.
+//!
+//! # Retries
+//!
+//! A request that fails with a connection error may or may not have been applied: the engine
+//! looks (a create is found again by its unique name), then retries with a backoff of 5 ms
+//! doubling to 500 ms. While the server cannot be reached the session ends by itself and the
+//! call returns [`Error::SessionExpired`]; a request that keeps failing while the session lives
+//! on (a server that drops each attempt) is given up after twice the session timeout with
+//! [`Error::ConnectionLoss`]. Background deletes follow the same bound; a delete refused for
+//! lack of permission is retried in the background every second for ten minutes (the node
+//! goes anyway when the session ends).
+//!
+//! # Tracing
+//!
+//! The crate emits [`tracing`](https://docs.rs/tracing) events with target `zk_lock`, inside a
+//! span `acquire` (field `name`: `zk_lock::lock`, `zk_lock::lock_timeout`,
+//! `zk_lock::try_lock`, `zk_lock::relock`) or `zk_lock::release`. Fields: `lock` (path),
+//! `node`, `session` and `token` (hex), `waited_ms`, `held_ms`.
+//!
+//! | level | message | fields | when |
+//! |---|---|---|---|
+//! | DEBUG | `enqueued` | lock, node, session, token | our node is created |
+//! | DEBUG | `granted` | lock, node, session, token, ahead, waited_ms, by (`listing` or `handoff`) | we hold the lock |
+//! | DEBUG | `busy: try_lock wrote nothing` | lock, session | `try_lock` on a busy lock |
+//! | DEBUG | `acquire abandoned` | lock, node, session, waited_ms, why (`cancelled`, `timed out`, `busy`, or the error) | an acquire ended without a grant |
+//! | DEBUG | `released` | lock, node, session, token, held_ms | `release()` deleted the node |
+//! | DEBUG | `guard dropped: deleting in the background` | lock, node, session, token, held_ms | a guard dropped without `release` |
+//! | DEBUG | `background delete done` | lock, node, outcome (`deleted`, `already gone`, `session over`) | a background delete ended |
+//! | ERROR | `background delete failed: the node stays until the session ends` | lock, node, error | it gave up |
+//! | INFO | `lock state changed` | lock, node, session, state | `Held` ⇄ `Suspended` |
+//! | WARN | `lock lost` | lock, node, session, reason | the guard turned `Lost` |
+//!
 //! # Limits
 //!
 //! * Anyone allowed to DELETE children of the lock directory can delete the holder's node and
 //!   so give the lock to the next contender; the holder sees `Lost` within a tenth of the session
 //!   timeout (a watch on its own node is armed after that long). Lock the directory down with
-//!   ACLs where that matters.
+//!   ACLs where that matters (see [`MutexBuilder::acls`] for what each participant needs).
 //! * The clock behind `Lost` is the monotonic clock, which does not run while the whole machine
 //!   is suspended (a laptop asleep, a VM frozen): after such a suspend the guard learns of the
 //!   loss from the server, not from its own timer.
 //! * The session gets an extra `digest` identity (see above), once per session for the life of
-//!   the process; nodes you create yourself with `creator_all` ACLs on that session include it.
+//!   the process. It never stands for your credentials: an `auth` ACL entry of a lock names the
+//!   session's own credentials, and a session without any cannot use such ACLs.
+//! * [`Mutex`] (alias [`InterProcessMutex`]) is not reentrant the way Curator's is (by thread):
+//!   a second `lock()` queues behind the first; re-enter explicitly with [`MutexGuard::reenter`].
 //!
 //! # Example
 //!
