@@ -9,7 +9,7 @@
 //! | the lock directory | CREATE | joining the queue |
 //! | the lock directory | DELETE | leaving it: release, withdraw, cleanup (DELETE is checked on the *parent*) |
 //! | the parents of the directory | CREATE | only when the lock creates missing directories |
-//! | a lock node | READ | reading its data (`participants`); a waiter without it still watches its predecessor |
+//! | a lock node | READ | watching it (the waiter behind it), reading its data (`participants`): the server delivers no watch event on a node the watcher may not read, so a waiter refused READ fails with `NotAuthorized` |
 //! | a lock node | WRITE, ADMIN | the owner alone: the handoff writes the node, so nobody else may |
 
 use zookeeper_client as zk;

@@ -4,9 +4,15 @@
 //! known to be gone. Whatever ends the attempt or the hold (an error, a timeout, the caller
 //! dropping the future, a guard dropped without `release`), dropping an armed cleanup queues the
 //! delete at once (requests are sent when called, so this works even from a synchronous `Drop`)
-//! and then retries it in the background until the node is gone or the session is over,
-//! whatever deadline the caller had.
+//! and then retries it in the background, whatever deadline the caller had: until the node is
+//! gone or the session is over, within the bounds of `retry` (twice the session timeout of
+//! consecutive connection failures) and, for a delete refused for lack of permission,
+//! [`REFUSED_FOR`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
@@ -15,7 +21,7 @@ use crate::error::{outcome, Error, Outcome, Result};
 use crate::events;
 use crate::node::AttemptName;
 use crate::path::LockPath;
-use crate::retry::Retry;
+use crate::retry::{until_known, Retry};
 
 /// How often, and for how long, the background retries a delete the server refused for lack of
 /// permission (someone took DELETE away from the lock directory while we held it): an operator
@@ -33,6 +39,8 @@ enum OnRefusal {
     Insist,
 }
 
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<(), zk::Error>> + Send + 'a>>;
+
 #[derive(Debug)]
 pub(crate) struct NodeCleanup {
     client: zk::Client,
@@ -45,12 +53,19 @@ pub(crate) struct NodeCleanup {
     /// Other nodes of this attempt (a create retried after an unknown outcome that committed
     /// twice): deleted with ours.
     duplicates: Vec<String>,
+    /// The queue's flag, set when a delete is refused for lack of permission.
+    refused: Arc<AtomicBool>,
     armed: bool,
 }
 
 impl NodeCleanup {
-    pub(crate) fn arm(client: zk::Client, dir: LockPath, attempt: AttemptName) -> NodeCleanup {
-        NodeCleanup { client, dir, attempt, node: None, handoff: false, duplicates: Vec::new(), armed: true }
+    pub(crate) fn arm(
+        client: zk::Client,
+        dir: LockPath,
+        attempt: AttemptName,
+        refused: Arc<AtomicBool>,
+    ) -> NodeCleanup {
+        NodeCleanup { client, dir, attempt, node: None, handoff: false, duplicates: Vec::new(), refused, armed: true }
     }
 
     pub(crate) fn set_node(&mut self, node: String) {
@@ -84,21 +99,18 @@ impl NodeCleanup {
         self.armed = false;
     }
 
+    fn deleter(&self) -> Deleter<'_> {
+        Deleter { client: &self.client, dir: &self.dir, attempt: &self.attempt, refused: &self.refused }
+    }
+
     /// Deletes our node now, retrying through connection trouble, and disarms once it is gone.
     ///
     /// Cancel safety: if the future is dropped before it finishes, or it fails, the cleanup
     /// stays armed and its `Drop` goes on in the background.
     pub(crate) async fn delete_now(&mut self) -> Result<Gone> {
         delete_duplicates(&self.client, &self.duplicates).await;
-        let gone = delete_until_gone(
-            &self.client,
-            &self.dir,
-            &self.attempt,
-            self.node.as_deref(),
-            self.handoff,
-            OnRefusal::Fail,
-        )
-        .await?;
+        let sent = self.node.as_deref().map(|node| delete_request(&self.client, node, self.handoff));
+        let gone = self.deleter().until_gone(self.node.clone(), sent, self.handoff, OnRefusal::Fail).await?;
         self.armed = false;
         Ok(gone)
     }
@@ -113,11 +125,11 @@ impl Drop for NodeCleanup {
         // even if no task ever runs. A handoff is followed by a plain delete, which finds the
         // node gone if the handoff worked and frees it if the handoff was refused.
         let rt = tokio::runtime::Handle::try_current();
-        let first = self.node.as_deref().map(|node| {
+        let sent: Option<Reply<'static>> = self.node.as_deref().map(|node| {
             if self.handoff {
                 drop(send_handoff(&self.client, node));
             }
-            self.client.delete(node, None)
+            Box::pin(self.client.delete(node, None)) as Reply<'static>
         });
         for duplicate in &self.duplicates {
             drop(self.client.delete(duplicate, None));
@@ -126,27 +138,15 @@ impl Drop for NodeCleanup {
             tracing::warn!(target: "zk_lock", lock = %self.dir, node = self.node.as_deref(), "lock node cleanup outside a tokio runtime: delete sent once, not retried");
             return;
         };
-        let client = self.client.clone();
-        let dir = self.dir.clone();
-        let attempt = self.attempt.clone();
-        let node = self.node.clone();
+        let (client, dir, attempt, node) =
+            (self.client.clone(), self.dir.clone(), self.attempt.clone(), self.node.clone());
+        let refused = self.refused.clone();
         let duplicates = std::mem::take(&mut self.duplicates);
         rt.spawn(async move {
             delete_duplicates(&client, &duplicates).await;
-            let report = |outcome| events::background_delete(dir.as_str(), node.as_deref(), outcome);
-            if let Some(first) = first {
-                match first.await {
-                    Ok(()) => return report(Ok("deleted")),
-                    Err(zk::Error::NoNode) => return report(Ok("already gone")),
-                    Err(e) if outcome(&e) == Outcome::Terminal => return report(Ok("session over")),
-                    Err(_) => {}
-                }
-            }
-            match delete_until_gone(&client, &dir, &attempt, node.as_deref(), false, OnRefusal::Insist).await {
-                Ok(Gone::Deleted) => report(Ok("deleted")),
-                Ok(Gone::AlreadyGone) => report(Ok("already gone")),
-                Err(e) => report(Err(&e)),
-            }
+            let deleter = Deleter { client: &client, dir: &dir, attempt: &attempt, refused: &refused };
+            let gone = deleter.until_gone(node.clone(), sent, false, OnRefusal::Insist).await;
+            events::background_delete(dir.as_str(), node.as_deref(), gone.as_ref().map(|g| g.as_str()));
         });
     }
 }
@@ -157,31 +157,22 @@ pub(crate) async fn find_by_name(
     dir: &LockPath,
     attempt: &AttemptName,
 ) -> Result<Option<(String, zk::Stat)>> {
-    let mut retry = Retry::new(client);
-    loop {
-        // A sync first, so that a create sent before a reconnect is seen by the read.
-        let listed = async {
-            client.sync(dir.as_str()).await?;
-            client.list_children(dir.as_str()).await
-        }
-        .await;
-        let children = match listed {
-            Ok(children) => children,
-            Err(zk::Error::NoNode) => return Ok(None),
-            Err(e) if outcome(&e) == Outcome::Unknown => {
-                retry.wait(dir.as_str()).await?;
-                continue;
-            }
-            Err(e) => return Err(Error::from_zk(e, dir.as_str())),
-        };
-        let Some(name) = children.into_iter().find(|c| attempt.is_mine(c)) else { return Ok(None) };
-        let path = dir.child(&name);
-        match client.check_stat(&path).await {
-            Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => return Ok(Some((path, stat))),
-            Ok(_) => return Ok(None),
-            Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(&path).await?,
-            Err(e) => return Err(Error::from_zk(e, &path)),
-        }
+    // A sync first, so that a create sent before a reconnect is seen by the read.
+    let listed = until_known(client, dir.as_str(), || async {
+        client.sync(dir.as_str()).await?;
+        client.list_children(dir.as_str()).await
+    });
+    let children = match listed.await? {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => return Ok(None),
+        Err(e) => return Err(Error::from_zk(e, dir.as_str())),
+    };
+    let Some(name) = children.into_iter().find(|c| attempt.is_mine(c)) else { return Ok(None) };
+    let path = dir.child(&name);
+    match until_known(client, &path, || client.check_stat(&path)).await? {
+        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => Ok(Some((path, stat))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(Error::from_zk(e, &path)),
     }
 }
 
@@ -192,24 +183,19 @@ pub(crate) async fn find_by_name(
 /// zk-lock node, which only a holder's release produces: the successor knows it is first
 /// without listing the directory again. Any other library's waiter just sees an event and
 /// re-checks, as it would for a delete.
-fn delete_request<'a>(
-    client: &'a zk::Client,
-    node: &str,
-    handoff: bool,
-) -> impl std::future::Future<Output = Result<(), zk::Error>> + Send + 'a {
-    let plain = (!handoff).then(|| client.delete(node, None));
-    let multi = handoff.then(|| send_handoff(client, node));
-    async move {
-        match (plain, multi) {
-            (Some(plain), _) => plain.await,
-            (_, Some(Ok(commit))) => match commit.await {
+fn delete_request<'a>(client: &'a zk::Client, node: &str, handoff: bool) -> Reply<'a> {
+    if !handoff {
+        return Box::pin(client.delete(node, None));
+    }
+    match send_handoff(client, node) {
+        Ok(commit) => Box::pin(async move {
+            match commit.await {
                 Ok(_) => Ok(()),
                 Err(zk::MultiWriteError::OperationFailed { source, .. }) => Err(source),
                 Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
-            },
-            (_, Some(Err(e))) => Err(e),
-            (None, None) => unreachable!("one of the two is set"),
-        }
+            }
+        }),
+        Err(e) => Box::pin(std::future::ready(Err(e))),
     }
 }
 
@@ -217,10 +203,7 @@ fn delete_request<'a>(
 fn send_handoff<'a>(
     client: &'a zk::Client,
     node: &str,
-) -> Result<
-    impl std::future::Future<Output = Result<Vec<zk::MultiWriteResult>, zk::MultiWriteError>> + Send + 'a,
-    zk::Error,
-> {
+) -> Result<impl Future<Output = Result<Vec<zk::MultiWriteResult>, zk::MultiWriteError>> + Send + 'a, zk::Error> {
     let mut writer = client.new_multi_writer();
     writer.add_set_data(node, b"", None)?;
     writer.add_delete(node, None)?;
@@ -230,17 +213,7 @@ fn send_handoff<'a>(
 /// Deletes `paths`, retrying unknown outcomes (bounded, see `retry`); best effort.
 async fn delete_duplicates(client: &zk::Client, paths: &[String]) {
     for path in paths {
-        let mut retry = Retry::new(client);
-        loop {
-            match client.delete(path, None).await {
-                Err(e) if outcome(&e) == Outcome::Unknown => {
-                    if retry.wait(path).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(()) | Err(_) => break,
-            }
-        }
+        let _ = until_known(client, path, || client.delete(path, None)).await;
     }
 }
 
@@ -250,65 +223,93 @@ pub(crate) enum Gone {
     /// Our delete did it (or a retry found it gone after a delete of ours with an unknown
     /// outcome), or nothing had been created.
     Deleted,
-    /// It was gone before our first delete reached it (deleted by someone else), or the session
-    /// is over.
-    AlreadyGone,
+    /// It was gone before our first delete reached it: deleted by someone else.
+    Earlier,
+    /// The session is over: the server deletes the session's nodes (when the client declared
+    /// it over on its own, once the server expires it too).
+    SessionOver,
 }
 
-async fn delete_until_gone(
-    client: &zk::Client,
-    dir: &LockPath,
-    attempt: &AttemptName,
-    node: Option<&str>,
-    handoff: bool,
-    on_refusal: OnRefusal,
-) -> Result<Gone> {
-    let mut retry = Retry::new(client);
-    let mut node = node.map(str::to_owned);
-    let mut handoff = handoff;
-    let mut first = true;
-    let mut refused_since: Option<tokio::time::Instant> = None;
-    loop {
-        let path = match &node {
-            Some(path) => path.clone(),
-            None => match find_by_name(client, dir, attempt).await {
-                Ok(Some((path, _))) => {
-                    node = Some(path.clone());
-                    path
-                }
-                Ok(None) => return Ok(Gone::Deleted),
-                Err(Error::SessionExpired | Error::SessionClosed) => return Ok(Gone::AlreadyGone),
-                Err(e) => return Err(e),
-            },
-        };
-        match delete_request(client, &path, handoff).await {
-            Ok(()) => return Ok(Gone::Deleted),
-            Err(zk::Error::NoNode) if first => return Ok(Gone::AlreadyGone),
-            Err(zk::Error::NoNode) => return Ok(Gone::Deleted),
-            Err(e) => match outcome(&e) {
-                // The session is over: the server deleted its ephemeral nodes, or will when it
-                // expires the session.
-                Outcome::Terminal => return Ok(Gone::AlreadyGone),
-                Outcome::Unknown => {
-                    tracing::debug!(target: "zk_lock", node = %path, error = %e, "delete of lock node failed, retrying");
-                    first = false;
-                    retry.wait(&path).await?;
-                }
-                // The handoff's data change was refused (e.g. an ACL without WRITE): a plain
-                // delete still frees the lock; the successor then lists once more.
-                Outcome::Definite if handoff => {
-                    tracing::debug!(target: "zk_lock", node = %path, error = %e, "handoff refused, deleting plainly");
-                    handoff = false;
-                }
-                Outcome::Definite if e == zk::Error::NoAuth && on_refusal == OnRefusal::Insist => {
-                    let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= REFUSED_FOR {
-                        return Err(Error::from_zk(e, &path));
+impl Gone {
+    fn as_str(self) -> &'static str {
+        match self {
+            Gone::Deleted => "deleted",
+            Gone::Earlier => "already gone",
+            Gone::SessionOver => "session over",
+        }
+    }
+}
+
+/// What deletes one attempt's node.
+struct Deleter<'a> {
+    client: &'a zk::Client,
+    dir: &'a LockPath,
+    attempt: &'a AttemptName,
+    refused: &'a AtomicBool,
+}
+
+impl<'a> Deleter<'a> {
+    /// Deletes `node` (found by name if the create's answer never told it) until it is gone;
+    /// `sent`, if given, is the answer to a delete of `node` already sent.
+    async fn until_gone(
+        &self,
+        mut node: Option<String>,
+        mut sent: Option<Reply<'a>>,
+        mut handoff: bool,
+        on_refusal: OnRefusal,
+    ) -> Result<Gone> {
+        let client = self.client;
+        let mut retry = Retry::new(client);
+        let mut first = true;
+        let mut refused_since: Option<tokio::time::Instant> = None;
+        loop {
+            let path = match &node {
+                Some(path) => path.clone(),
+                None => match find_by_name(client, self.dir, self.attempt).await {
+                    Ok(Some((path, _))) => {
+                        node = Some(path.clone());
+                        path
                     }
-                    tokio::time::sleep(REFUSED_EVERY).await;
-                }
-                Outcome::Definite => return Err(Error::from_zk(e, &path)),
-            },
+                    Ok(None) => return Ok(Gone::Deleted),
+                    Err(Error::SessionExpired | Error::SessionClosed) => return Ok(Gone::SessionOver),
+                    Err(e) => return Err(e),
+                },
+            };
+            let answer = match sent.take() {
+                Some(sent) => sent.await,
+                None => delete_request(client, &path, handoff).await,
+            };
+            match answer {
+                Ok(()) => return Ok(Gone::Deleted),
+                Err(zk::Error::NoNode) if first => return Ok(Gone::Earlier),
+                Err(zk::Error::NoNode) => return Ok(Gone::Deleted),
+                Err(e) => match outcome(&e) {
+                    Outcome::Terminal => return Ok(Gone::SessionOver),
+                    Outcome::Unknown => {
+                        tracing::debug!(target: "zk_lock", node = %path, error = %e, "delete of lock node failed, retrying");
+                        first = false;
+                        retry.wait(&path).await?;
+                    }
+                    // The handoff's data change was refused (e.g. an ACL without WRITE): a plain
+                    // delete still frees the lock; the successor then lists once more.
+                    Outcome::Definite if handoff => {
+                        tracing::debug!(target: "zk_lock", node = %path, error = %e, "handoff refused, deleting plainly");
+                        retry.reset();
+                        handoff = false;
+                    }
+                    Outcome::Definite if e == zk::Error::NoAuth => {
+                        // The next acquire of the queue checks its rights again first.
+                        self.refused.store(true, Ordering::Release);
+                        let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+                        if on_refusal == OnRefusal::Fail || since.elapsed() >= REFUSED_FOR {
+                            return Err(Error::from_zk(e, &path));
+                        }
+                        retry.reset();
+                        tokio::time::sleep(REFUSED_EVERY).await;
+                    }
+                    Outcome::Definite => return Err(Error::from_zk(e, &path)),
+                },
+            }
         }
     }
 }

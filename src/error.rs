@@ -85,9 +85,10 @@ pub enum Error {
         after: Duration,
     },
 
-    /// The ACLs given to a lock cannot work: the list is empty, or it names nobody (an `auth`
-    /// entry, as in [`zk::Acls::creator_all`], on a session that has no credentials of its own,
-    /// when the lock must create its directory). Nothing was written.
+    /// The ACLs given to a lock cannot work: the list is empty (refused when the lock is
+    /// built), or it holds an `auth` entry, as in [`zk::Acls::creator_all`], on a session that
+    /// has no credentials of its own, which names nobody else (refused by the first acquire).
+    /// Nothing was written.
     #[error("invalid acl for {path}: {reason}")]
     InvalidAcl {
         /// The lock path.

@@ -77,8 +77,9 @@ impl<'a> FencedWrite<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] if `path` is not a valid absolute path or is in the lock's
-    /// directory, [`Error::ZooKeeper`] if `options` are not valid.
+    /// [`Error::InvalidPath`] if `path` is not a valid absolute path (a trailing `/`, for a
+    /// sequential create, is fine) or is in the lock's directory, [`Error::ZooKeeper`] if
+    /// `options` are not valid for it.
     ///
     /// # Examples
     ///
@@ -91,7 +92,20 @@ impl<'a> FencedWrite<'a> {
     /// # Ok(()) }
     /// ```
     pub fn create(&mut self, path: &str, data: &[u8], options: &zk::CreateOptions<'_>) -> Result<()> {
-        self.check_target(path)?;
+        // A sequential create may name its parent with a trailing '/' (the server appends the
+        // sequence): then the parent is what must be valid, and must not be the lock's own.
+        match path.strip_suffix('/').filter(|parent| !parent.is_empty()) {
+            Some(parent) => {
+                self.check_target(parent)?;
+                if parent == self.held.lock.as_str() {
+                    return Err(Error::InvalidPath {
+                        path: path.to_owned(),
+                        reason: "lock nodes are managed by the lock",
+                    });
+                }
+            }
+            None => self.check_target(path)?,
+        }
         self.writer.add_create(path, data, options).map_err(|e| Error::from_zk(e, path))?;
         self.paths.push(path.to_owned());
         Ok(())

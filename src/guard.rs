@@ -205,9 +205,11 @@ impl MutexGuard {
     ///
     /// What the result promises:
     ///
-    /// * `Ok(())`: our own delete removed our node, and the guard was never `Lost`: nobody else
-    ///   was granted the lock before this moment. (For a re-entered guard: the lock is still
-    ///   held, by the other guards.)
+    /// * `Ok(())`: our node is gone, by our delete, and the guard was never `Lost`: nobody else
+    ///   could be granted the lock before our delete was applied. (If a delete of ours had an
+    ///   unknown outcome and the retry then found the node gone, whose delete removed it cannot
+    ///   be told; it counts as ours.) For a re-entered guard: the lock is still held, by the
+    ///   other guards.
     /// * `Err(LockLost)`: the guard turned [`LockState::Lost`](crate::LockState::Lost) before or
     ///   during the release, or our node had already been deleted by someone else: someone else
     ///   may have held the lock meanwhile. The node is gone, or, when the session is over,

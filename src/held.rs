@@ -64,11 +64,13 @@ impl Held {
         async move {
             self.tracker.start_release();
             let gone = self.cleanup.delete_now().await?;
-            let session = self.client().session_id();
-            events::released(self.lock.as_str(), self.node(), session, self.token, self.tracker.since.elapsed());
+            if gone == Gone::Deleted {
+                let session = self.client().session_id();
+                events::released(self.lock.as_str(), self.node(), session, self.token, self.tracker.since.elapsed());
+            }
             // Lost before or during the release: someone else may have been granted meanwhile.
             // Gone before our delete reached it: someone else deleted it, or the session ended.
-            if gone == Gone::AlreadyGone || self.tracker.state() == LockState::Lost {
+            if gone != Gone::Deleted || self.tracker.state() == LockState::Lost {
                 Err(Error::LockLost { path: self.lock.to_string() })
             } else {
                 Ok(())
@@ -82,8 +84,9 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         // Our own delete must not be taken for a loss; the cleanup's Drop deletes if still armed.
+        let released = self.tracker.is_releasing();
         self.tracker.start_release();
-        if self.cleanup.is_armed() {
+        if self.cleanup.is_armed() && !released {
             let session = self.client().session_id();
             events::guard_dropped(self.lock.as_str(), self.node(), session, self.token, self.tracker.since.elapsed());
         }

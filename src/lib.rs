@@ -11,13 +11,15 @@
 //! lock passes strictly in arrival order (FIFO).
 //!
 //! * An uncontended acquire costs one round trip: the create and the listing of the directory
-//!   are sent back to back and answered together.
+//!   are sent back to back and answered together. (The first acquire through a [`Mutex`]
+//!   handle costs one more, to check its rights: see [`Mutex::lock`].)
 //! * Every node carries a name unique to its attempt (Curator's `_c_<uuid>-lock-` layout), so a
 //!   create whose answer was lost to a connection failure is found again by name, and adopted
 //!   only if its owner is our own session.
 //! * The duty to delete our node is armed *before* the create is sent and runs on every way out:
 //!   error, timeout, a dropped future, a dropped guard. It retries until the node is gone or the
-//!   session is over. No orphan node is left to block everyone behind it.
+//!   session is over, within bounds (see Retries below). No orphan node is left to block
+//!   everyone behind it.
 //! * Lock directories are created as container nodes, which the server reaps once empty.
 //! * A contended release is a *handoff*: one multi-op empties the holder's node and deletes it.
 //!   The successor, which watches that node, sees the data change and knows it is first without
@@ -56,7 +58,9 @@
 //! * **ZooKeeper 3.6 or later** (multi-reads, used by [`Mutex::participants`]); lock
 //!   directories are container nodes (3.5.3). On 3.7 and later the first acquire also checks,
 //!   with `whoAmI`, that the ACLs let us delete what we create (see [`MutexBuilder::acls`]);
-//!   before 3.7 that check is skipped. Tested with 3.8.0 (Debian's package).
+//!   before 3.7 that check is skipped, and so is the refusal of `auth` (creator) ACLs on a
+//!   session without credentials: on such servers give every session credentials when you use
+//!   them. Tested with 3.8.0 (Debian's package).
 //! * A tokio runtime (the crate spawns its session monitor and background deletes on it).
 //!
 //! # Choosing the session timeout
@@ -75,9 +79,11 @@
 //! So a short timeout (2–4 s) hands the lock of a crashed or partitioned holder on quickly but
 //! turns a GC pause or a network blip of that length into a lost lock; a long one (10–30 s)
 //! rides out blips but leaves the lock stuck for that long when a holder dies. A process that
-//! exits (or crashes) **without releasing** keeps its locks until its session expires, unless
-//! its client closes the session: drop every clone of the `zk::Client` (or let the process end
-//! through a clean close) and the server deletes the nodes at once.
+//! exits (or crashes) **without releasing** keeps its locks until its session expires. A
+//! session is closed (and its nodes deleted at once by the server) when the last clone of its
+//! `zk::Client` is dropped, inside the tokio runtime: the crate's own handles (every `Mutex`,
+//! guard, the session monitor, a background delete still running) hold clones too, so drop
+//! the locks and guards, then the client, before the runtime ends.
 //!
 //! # Size limits
 //!

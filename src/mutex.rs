@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
 use zookeeper_client as zk;
 
 use crate::error::Result;
@@ -240,7 +239,8 @@ impl Mutex {
     /// An uncontended acquire costs one round trip (the create and the listing are pipelined).
     /// The first acquire through a `Mutex` (and its clones) costs one more: it checks the
     /// directory's ACL and, once per session, gives the session its own identity (see
-    /// [`MutexBuilder::acls`]). A waiter watches only the contender just before it. Missing
+    /// [`MutexBuilder::acls`]). So keep a `Mutex` and reuse it, rather than building one for
+    /// every acquire. A waiter watches only the contender just before it. Missing
     /// directories are created as container nodes, which the server removes once they are
     /// empty.
     ///
@@ -250,8 +250,8 @@ impl Mutex {
     ///   node.
     /// * [`Error::NotAuthorized`](crate::Error::NotAuthorized) when an ACL refuses us, also before
     ///   anything is created when the directory would not let us delete our node.
-    /// * [`Error::InvalidAcl`](crate::Error::InvalidAcl) when the lock must create its directory
-    ///   with ACLs that name nobody (see [`MutexBuilder::acls`]).
+    /// * [`Error::InvalidAcl`](crate::Error::InvalidAcl) for `auth` (creator) ACLs on a session
+    ///   without credentials (see [`MutexBuilder::acls`]); nothing is written.
     /// * [`Error::SessionExpired`](crate::Error::SessionExpired) /
     ///   [`Error::SessionClosed`](crate::Error::SessionClosed) when the session ends meanwhile.
     /// * [`Error::LockLost`](crate::Error::LockLost) when our node is deleted by someone else
@@ -292,18 +292,21 @@ impl Mutex {
     }
 
     async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<MutexGuard> {
-        let span = tracing::debug_span!(target: "zk_lock", "acquire", name, lock = %self.queue.dir);
-        let ticket = self.queue.acquire(&Exclusive, timeout, std::future::ready(Ok(()))).instrument(span).await?;
+        let ticket = self.queue.acquire(name, &Exclusive, timeout, std::future::ready(Ok(()))).await?;
         Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
     }
 
     /// [`lock`](Mutex::lock) with a deadline for the *wait*.
     ///
-    /// The deadline covers waiting for our turn, not the round trip that puts us in the queue:
-    /// that one is always completed, so `lock_timeout(Duration::ZERO)` takes a free lock (as
-    /// Curator's `acquire(0, …)` does) and returns `Timeout` at once on a busy one, having
-    /// created and withdrawn its node. [`try_lock`](Mutex::try_lock) does the same without
-    /// writing anything when the lock is busy.
+    /// The deadline covers waiting for our turn, counted from the moment we are in the queue,
+    /// not the round trip that puts us there: that one is always completed, so
+    /// `lock_timeout(Duration::ZERO)` takes a free lock (as Curator's `acquire(0, …)` does) and
+    /// returns `Timeout` at once on a busy one, having created and withdrawn its node, without
+    /// setting a watch. [`try_lock`](Mutex::try_lock) does the same without writing anything
+    /// when the lock is busy. The call as a whole therefore takes longer than `timeout` by the
+    /// enqueue's round trip (two on a handle's first acquire; more while the connection is
+    /// troubled, within the retry bound) and, on a timeout, the withdrawal's. Wrap it in
+    /// `tokio::time::timeout` for a bound on the whole call: it is cancel safe.
     ///
     /// # Errors
     ///
@@ -358,9 +361,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn try_lock(&self) -> Result<MutexGuard> {
-        let span =
-            tracing::debug_span!(target: "zk_lock", "acquire", name = "zk_lock::try_lock", lock = %self.queue.dir);
-        let ticket = self.queue.try_acquire(&Exclusive).instrument(span).await?;
+        let ticket = self.queue.try_acquire("zk_lock::try_lock", &Exclusive).await?;
         Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
     }
 
@@ -397,10 +398,9 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn relock(&self, guard: MutexGuard) -> Result<MutexGuard> {
-        let span = tracing::debug_span!(target: "zk_lock", "acquire", name = "zk_lock::relock", lock = %self.queue.dir);
         // The release goes out first, then the create and the listing, all before any answer
         // is awaited.
-        let ticket = self.queue.acquire(&Exclusive, None, guard.release()).instrument(span).await?;
+        let ticket = self.queue.acquire("zk_lock::relock", &Exclusive, None, guard.release()).await?;
         Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
     }
 

@@ -13,11 +13,13 @@
 //! node by its unique name and adopt it only if its `ephemeralOwner` is our session.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use zookeeper_client as zk;
 
@@ -29,15 +31,35 @@ use crate::identity::owner_acl;
 use crate::limits;
 use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
 use crate::path::LockPath;
-use crate::retry::Retry;
+use crate::retry::{until_known, Retry};
 use crate::session::SessionShared;
 use crate::token::FencingToken;
 
 /// How many times a vanished lock directory is re-created within one acquire.
 const MAX_DIR_RECREATES: u32 = 16;
-/// Reads per multi-read of `participants`: small enough that request and answer stay far below
-/// the server's buffer, whatever the queue's length.
+/// Reads per multi-read of `participants`, at most; a chunk also stays under half the request
+/// size limit, so that request and answer stay far below the server's buffer.
 const READ_CHUNK: usize = 100;
+
+/// `paths` cut into chunks of at most [`READ_CHUNK`] paths and about `budget` request bytes
+/// (a single path larger than that is a chunk of its own).
+fn chunks(paths: &[String], budget: usize) -> Vec<&[String]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, path) in paths.iter().enumerate() {
+        // op header, path, watch flag
+        let cost = 16 + path.len();
+        if i > start && (i - start == READ_CHUNK || bytes + cost > budget) {
+            chunks.push(&paths[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += cost;
+    }
+    if start < paths.len() {
+        chunks.push(&paths[start..]);
+    }
+    chunks
+}
 
 /// Who blocks whom: the one thing recipes change.
 pub(crate) trait Policy: Send + Sync {
@@ -78,8 +100,13 @@ pub(crate) struct Queue {
     data: Vec<u8>,
     /// ACLs of the directories we create: the user's.
     acls: Vec<zk::Acl>,
+    /// The largest request the server accepts.
+    max_request: usize,
     /// Made on the first enqueue: see [`Queue::prepare`].
     prepared: OnceCell<Prepared>,
+    /// Set when a delete of one of our nodes was refused for lack of permission: the next
+    /// enqueue checks the directory's ACL again before creating anything.
+    refused: Arc<AtomicBool>,
     session: OnceLock<Arc<SessionShared>>,
 }
 
@@ -108,6 +135,13 @@ pub(crate) struct Ticket {
     /// `_c_<uuid>-` of this attempt: any other node with it is a duplicate of ours.
     unique: String,
     children: Vec<String>,
+}
+
+/// Whether [`Queue::wait_turn`] waits for its turn or only looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    No,
 }
 
 /// One acquire, from its call to its end: says how it ended in a `tracing` event, also when
@@ -145,6 +179,13 @@ impl<'a> Attempt<'a> {
         let waited = self.started.elapsed();
         events::granted(q.dir.as_str(), &ticket.node, q.client.session_id(), ticket.token, ahead, waited, by);
     }
+
+    /// We found ourselves blocked without waiting: withdraw our node, then say why.
+    async fn withdraw(&mut self, ticket: &mut Ticket, why: &str, error: Error) -> Result<Ticket> {
+        self.end(why);
+        ticket.cleanup.delete_now().await?;
+        Err(error)
+    }
 }
 
 impl Drop for Attempt<'_> {
@@ -170,7 +211,18 @@ impl Queue {
             return Err(Error::InvalidAcl { path: dir.to_string(), reason: "the acl list is empty" });
         }
         limits::check_create(&dir, layout.markers[kind], &data, &acls, max_request)?;
-        Ok(Queue { client, dir, layout, kind, data, acls, prepared: OnceCell::new(), session: OnceLock::new() })
+        Ok(Queue {
+            client,
+            dir,
+            layout,
+            kind,
+            data,
+            acls,
+            max_request,
+            prepared: OnceCell::new(),
+            refused: Arc::default(),
+            session: OnceLock::new(),
+        })
     }
 
     pub(crate) fn session(&self) -> &Arc<SessionShared> {
@@ -183,15 +235,19 @@ impl Queue {
 
     /// Once per queue, before its first create: gives the session its own identity (see
     /// `identity`), and checks, in the same round trip, that we may read the directory and
-    /// delete what we create in it, and that ACLs naming "the creator" name someone.
+    /// delete what we create in it, and that ACLs naming "the creator" name someone. Checked
+    /// again after one of our deletes was refused.
     async fn prepare(&self) -> Result<&Prepared> {
+        if self.refused.load(Ordering::Acquire) {
+            self.check_access().await?;
+            self.refused.store(false, Ordering::Release);
+        }
         self.prepared.get_or_try_init(|| self.check_access()).await
     }
 
     async fn check_access(&self) -> Result<Prepared> {
         let dir = self.dir.as_str();
-        let mut retry = Retry::new(&self.client);
-        loop {
+        let answers = until_known(&self.client, dir, || async {
             // Both are sent now; the identity's `auth`, if still needed, right after them.
             let acl = self.client.get_acl(dir);
             let who = self.client.list_auth_users();
@@ -199,51 +255,53 @@ impl Queue {
             let unknown = [acl.as_ref().err(), who.as_ref().err(), owner.as_ref().err()]
                 .into_iter()
                 .flatten()
-                .any(|e| outcome(e) == Outcome::Unknown);
-            if unknown {
-                retry.wait(dir).await?;
-                continue;
+                .find(|e| outcome(e) == Outcome::Unknown);
+            match unknown {
+                Some(e) => Err(e.clone()),
+                None => Ok((acl, who, owner)),
             }
-            let owner = owner.map_err(|e| Error::from_zk(e, dir))?;
-            // `whoAmI` needs ZooKeeper 3.7; before it, we cannot tell who we are.
-            let me = match who {
-                Ok(me) => Some(me),
-                Err(zk::Error::Unimplemented) => None,
-                Err(e) => return Err(Error::from_zk(e, dir)),
-            };
-            let existing = match acl {
-                Ok((acls, _)) => Some(acls),
-                Err(zk::Error::NoNode) => None,
-                Err(e) => return Err(Error::from_zk(e, dir)),
-            };
-            // An `auth` entry names the session's credentials; without any, it names nobody but
-            // this one session, so no other contender could read our node, and the server does
-            // not deliver a watch event on a node the watcher may not read: the queue would
-            // stall. ZooKeeper itself refuses such ACLs with InvalidACL.
-            if names_the_creator(&self.acls) && !me.as_deref().is_none_or(has_credentials) {
-                return Err(Error::InvalidAcl {
-                    path: dir.to_owned(),
-                    reason: "an `auth` (creator) entry names nobody on a session without credentials",
-                });
-            }
-            if let Some(me) = &me {
-                if !may_delete_children(existing.as_deref().unwrap_or(&self.acls), me) {
-                    return Err(Error::NotAuthorized { path: dir.to_owned() });
-                }
-            }
-            return Ok(Prepared { node_acls: node_acls(&self.acls, owner) });
+        });
+        let (acl, who, owner) = answers.await?.map_err(|e| Error::from_zk(e, dir))?;
+        let owner = owner.map_err(|e| Error::from_zk(e, dir))?;
+        // `whoAmI` needs ZooKeeper 3.7; before it, we cannot tell who we are.
+        let me = match who {
+            Ok(me) => Some(me),
+            Err(zk::Error::Unimplemented) => None,
+            Err(e) => return Err(Error::from_zk(e, dir)),
+        };
+        let existing = match acl {
+            Ok((acls, _)) => Some(acls),
+            Err(zk::Error::NoNode) => None,
+            Err(e) => return Err(Error::from_zk(e, dir)),
+        };
+        // An `auth` entry names the session's credentials; without any, it names nobody but
+        // this one session, so no other contender could read our node, and the server does
+        // not deliver a watch event on a node the watcher may not read: the queue would
+        // stall. ZooKeeper itself refuses such ACLs with InvalidACL.
+        if names_the_creator(&self.acls) && !me.as_deref().is_none_or(has_credentials) {
+            return Err(Error::InvalidAcl {
+                path: dir.to_owned(),
+                reason: "an `auth` (creator) entry names nobody on a session without credentials",
+            });
         }
+        if let Some(me) = &me {
+            if !may_delete_children(existing.as_deref().unwrap_or(&self.acls), me) {
+                return Err(Error::NotAuthorized { path: dir.to_owned() });
+            }
+        }
+        Ok(Prepared { node_acls: node_acls(&self.acls, owner) })
     }
 
     /// Creates our node and lists the directory, pipelined.
     ///
     /// Cancel safety: the returned ticket's cleanup is armed before the create is sent; dropping
     /// this future at any point leaves no node behind.
-    pub(crate) async fn enqueue(&self) -> Result<Ticket> {
+    async fn enqueue(&self) -> Result<Ticket> {
         let prepared = self.prepare().await?;
         let attempt = AttemptName::new(self.marker());
         let prefix = self.dir.child(&attempt.prefix);
-        let mut cleanup = NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone());
+        let mut cleanup =
+            NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone(), self.refused.clone());
         let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::new(&prepared.node_acls));
         let mut recreated = 0;
         let mut retry = Retry::new(&self.client);
@@ -323,33 +381,19 @@ impl Queue {
     /// Creates the lock directory and its missing parents as container nodes.
     async fn make_dir(&self) -> Result<()> {
         let options = zk::CreateMode::Container.with_acls(zk::Acls::new(&self.acls));
-        let mut retry = Retry::new(&self.client);
-        loop {
-            match self.client.mkdir(self.dir.as_str(), &options).await {
-                Ok(()) => return Ok(()),
-                Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(self.dir.as_str()).await?,
-                Err(e) => return Err(self.create_error(e)),
-            }
-        }
+        let dir = self.dir.as_str();
+        until_known(&self.client, dir, || self.client.mkdir(dir, &options)).await?.map_err(|e| self.create_error(e))
     }
 
     /// Lists the directory, retrying unknown outcomes.
-    pub(crate) async fn list(&self) -> Result<Vec<String>> {
-        let mut retry = Retry::new(&self.client);
-        loop {
-            // A read proves nothing about the leader: it does not count as heard.
-            match self.client.list_children(self.dir.as_str()).await {
-                Ok(children) => return Ok(children),
-                Err(zk::Error::NoNode) => return Ok(Vec::new()),
-                Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(self.dir.as_str()).await?,
-                Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
-            }
+    async fn list(&self) -> Result<Vec<String>> {
+        // A read proves nothing about the leader: it does not count as heard.
+        let dir = self.dir.as_str();
+        match until_known(&self.client, dir, || self.client.list_children(dir)).await? {
+            Ok(children) => Ok(children),
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(Error::from_zk(e, dir)),
         }
-    }
-
-    /// The contenders now in the directory, in queue order.
-    pub(crate) fn contenders<'a>(&self, children: &'a [String]) -> Vec<Contender<'a>> {
-        self.layout.contenders(children)
     }
 
     /// Whether a new contender of our kind would have to wait behind `queue`.
@@ -359,21 +403,13 @@ impl Queue {
         policy.blocker(&with_me, with_me.len() - 1).is_some()
     }
 
-    /// Whether the ticket may proceed now, from its last listing, without waiting.
-    fn is_granted(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<bool> {
-        let children = std::mem::take(&mut ticket.children);
-        let queue = self.layout.contenders_around(&children, ticket.seq);
-        let me = self.find_me(&queue, ticket)?;
-        ticket.ahead.get_or_insert(me);
-        Ok(policy.blocker(&queue, me).is_none())
-    }
-
     fn find_me(&self, queue: &[Contender], ticket: &mut Ticket) -> Result<usize> {
         // A create retried after an unknown outcome may have committed twice: the node we did
         // not adopt is deleted, so it cannot block anyone, and again with ours.
         for c in queue.iter().filter(|c| c.name != ticket.name && c.name.starts_with(&ticket.unique)) {
-            tracing::warn!(target: "zk_lock", lock = %self.dir, node = %c.name, "deleting a duplicate of our lock node");
-            ticket.cleanup.add_duplicate(self.dir.child(c.name));
+            let duplicate = self.dir.child(c.name);
+            tracing::warn!(target: "zk_lock", lock = %self.dir, node = %duplicate, "deleting a duplicate of our lock node");
+            ticket.cleanup.add_duplicate(duplicate);
         }
         match queue.iter().position(|c| c.name == ticket.name) {
             Some(me) => Ok(me),
@@ -383,9 +419,10 @@ impl Queue {
     }
 
     /// Joins the queue (after `first`, sent before our create: [`Mutex::relock`]'s release) and
-    /// waits until the policy lets us proceed, for at most `timeout` after the call. The
-    /// deadline covers the wait only: the enqueue's round trip is always completed, so a zero
-    /// timeout takes a free lock. On a timeout our node is deleted before this returns.
+    /// waits until the policy lets us proceed. `timeout` bounds the *wait*, counted from the
+    /// moment we are in the queue: the enqueue's round trip is always completed, so a zero
+    /// timeout takes a free lock, and never sends a watch. On a timeout our node is deleted
+    /// before this returns (one more round trip).
     ///
     /// Cancel safety: the ticket's cleanup is armed before the create is sent; dropping this
     /// future at any point leaves no node behind.
@@ -393,31 +430,38 @@ impl Queue {
     /// [`Mutex::relock`]: crate::Mutex::relock
     pub(crate) async fn acquire(
         &self,
+        name: &'static str,
         policy: &dyn Policy,
         timeout: Option<Duration>,
         first: impl Future<Output = Result<()>>,
     ) -> Result<Ticket> {
-        let mut attempt = Attempt::new(self);
-        let (first, enqueued) = tokio::join!(first, self.enqueue());
-        let mut ticket = attempt.check(enqueued)?;
-        attempt.node = Some(ticket.node.clone());
-        attempt.check(first)?;
-        let waited = match timeout {
-            None => self.wait_turn(&mut ticket, policy).await,
-            Some(after) => {
-                match tokio::time::timeout_at(attempt.started + after, self.wait_turn(&mut ticket, policy)).await {
-                    Ok(waited) => waited,
-                    Err(_) => {
-                        attempt.end("timed out");
-                        ticket.cleanup.delete_now().await?;
-                        return Err(Error::Timeout { path: self.dir.to_string(), after });
-                    }
+        let span = tracing::debug_span!(target: "zk_lock", "acquire", name, lock = %self.dir);
+        async {
+            let mut attempt = Attempt::new(self);
+            let (first, enqueued) = tokio::join!(first, self.enqueue());
+            let mut ticket = attempt.check(enqueued)?;
+            attempt.node = Some(ticket.node.clone());
+            attempt.check(first)?;
+            let timed_out = |after| Error::Timeout { path: self.dir.to_string(), after };
+            let waited = match timeout {
+                None => self.wait_turn(&mut ticket, policy, Wait::Yes).await,
+                Some(after) if after.is_zero() => self.wait_turn(&mut ticket, policy, Wait::No).await,
+                Some(after) => {
+                    let deadline = Instant::now() + after;
+                    let wait = self.wait_turn(&mut ticket, policy, Wait::Yes);
+                    tokio::time::timeout_at(deadline, wait).await.unwrap_or(Ok(None))
                 }
+            };
+            match attempt.check(waited)? {
+                Some(by) => {
+                    attempt.granted(&ticket, by);
+                    Ok(ticket)
+                }
+                None => attempt.withdraw(&mut ticket, "timed out", timed_out(timeout.unwrap_or_default())).await,
             }
-        };
-        let by = attempt.check(waited)?;
-        attempt.granted(&ticket, by);
-        Ok(ticket)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Takes our turn only if nobody blocks us; never waits. A read comes first: when the lock is
@@ -425,34 +469,39 @@ impl Queue {
     /// returns [`Error::WouldBlock`].
     ///
     /// Cancel safety: as [`Queue::acquire`].
-    pub(crate) async fn try_acquire(&self, policy: &dyn Policy) -> Result<Ticket> {
-        let busy = || Error::WouldBlock { path: self.dir.to_string() };
-        let mut attempt = Attempt::new(self);
-        // Also made before the first read, so that refused rights show before "busy".
-        attempt.check(self.prepare().await.map(drop))?;
-        let children = attempt.check(self.list().await)?;
-        if self.would_block(&self.contenders(&children), policy) {
-            attempt.ended = true;
-            events::busy(self.dir.as_str(), self.client.session_id());
-            return Err(busy());
+    pub(crate) async fn try_acquire(&self, name: &'static str, policy: &dyn Policy) -> Result<Ticket> {
+        let span = tracing::debug_span!(target: "zk_lock", "acquire", name, lock = %self.dir);
+        async {
+            let busy = || Error::WouldBlock { path: self.dir.to_string() };
+            let mut attempt = Attempt::new(self);
+            // Also made before the first read, so that refused rights show before "busy".
+            attempt.check(self.prepare().await.map(drop))?;
+            let children = attempt.check(self.list().await)?;
+            if self.would_block(&self.layout.contenders(&children), policy) {
+                attempt.ended = true;
+                events::busy(self.dir.as_str(), self.client.session_id());
+                return Err(busy());
+            }
+            let mut ticket = attempt.check(self.enqueue().await)?;
+            attempt.node = Some(ticket.node.clone());
+            match attempt.check(self.wait_turn(&mut ticket, policy, Wait::No).await)? {
+                Some(by) => {
+                    attempt.granted(&ticket, by);
+                    Ok(ticket)
+                }
+                None => attempt.withdraw(&mut ticket, "busy", busy()).await,
+            }
         }
-        let mut ticket = attempt.check(self.enqueue().await)?;
-        attempt.node = Some(ticket.node.clone());
-        if attempt.check(self.is_granted(&mut ticket, policy))? {
-            attempt.granted(&ticket, "listing");
-            return Ok(ticket);
-        }
-        attempt.end("busy");
-        ticket.cleanup.delete_now().await?;
-        Err(busy())
+        .instrument(span)
+        .await
     }
 
-    /// Waits until the policy lets the ticket proceed; says how we learnt it (`"listing"` or
-    /// `"handoff"`).
+    /// Waits (or, with [`Wait::No`], only looks) until the policy lets the ticket proceed; says
+    /// how we learnt it (`"listing"` or `"handoff"`), `None` when blocked and not waiting.
     ///
     /// Cancel safety: this future may be dropped at any point; the ticket keeps the cleanup duty.
-    async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy) -> Result<&'static str> {
-        let _waiting = self.session().waiting();
+    async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy, wait: Wait) -> Result<Option<&'static str>> {
+        let mut waiting = None;
         let mut retry = Retry::new(&self.client);
         loop {
             // The listing is not kept while we wait: with a long queue it is the bulk of a
@@ -462,8 +511,12 @@ impl Queue {
             let me = self.find_me(&queue, ticket)?;
             ticket.ahead.get_or_insert(me);
             let Some(blocker) = policy.blocker(&queue, me) else {
-                return Ok("listing");
+                return Ok(Some("listing"));
             };
+            if wait == Wait::No {
+                return Ok(None);
+            }
+            waiting.get_or_insert_with(|| self.session().waiting());
             let watched = self.dir.child(queue[blocker].name);
             // A handoff (see `cleanup::delete_request`) shows as a data change of the zk-lock
             // node just before us; then we are first and need not list again.
@@ -480,7 +533,7 @@ impl Queue {
                     retry.reset();
                     let event = watcher.changed().await;
                     if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
-                        return Ok("handoff");
+                        return Ok(Some("handoff"));
                     }
                 }
                 Err(zk::Error::NoNode) => retry.reset(),
@@ -493,41 +546,55 @@ impl Queue {
         }
     }
 
-    /// The nodes in the queue with their owners and data, in queue order. Read in chunks of
-    /// [`READ_CHUNK`], all sent at once: a long queue costs one round trip more than a short one.
+    /// The nodes in the queue with their owners and data, in queue order. Read in multi-reads
+    /// of at most [`READ_CHUNK`] nodes and half the request size limit, all sent at once: a long
+    /// queue costs about one round trip more than a short one.
     pub(crate) async fn participants(&self) -> Result<Vec<crate::Participant>> {
         let children = self.list().await?;
-        let queue = self.contenders(&children);
+        let queue = self.layout.contenders(&children);
         let paths: Vec<String> = queue.iter().map(|c| self.dir.child(c.name)).collect();
-        let mut chunks = Vec::with_capacity(paths.len().div_ceil(READ_CHUNK));
-        for chunk in paths.chunks(READ_CHUNK) {
-            chunks.push(self.read_chunk(chunk));
-        }
-        let mut out = Vec::with_capacity(queue.len());
-        let mut at = 0;
-        for (chunk, sent) in paths.chunks(READ_CHUNK).zip(chunks) {
+        let chunks = chunks(&paths, self.max_request / 2);
+        let sent: Vec<_> = chunks.iter().map(|chunk| self.read_chunk(chunk)).collect();
+        let mut read = Vec::with_capacity(paths.len());
+        for (chunk, sent) in chunks.iter().zip(sent) {
             let results = match sent.await {
-                Ok(results) => results,
-                Err(e) if outcome(&e) == Outcome::Unknown => self.read_chunk_again(chunk).await?,
-                Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
+                Err(e) if outcome(&e) == Outcome::Unknown => {
+                    until_known(&self.client, self.dir.as_str(), || self.read_chunk(chunk)).await?
+                }
+                answer => answer,
             };
-            for (path, result) in chunk.iter().zip(results) {
-                let seq = queue[at].seq;
-                at += 1;
-                let (data, stat) = match result {
-                    zk::MultiReadResult::Data { data, stat } => (Some(data), stat),
-                    // An ACL that hides the data does not hide the contender.
-                    zk::MultiReadResult::Error { err: zk::Error::NoAuth } => match self.stat(path).await? {
+            read.extend(results.map_err(|e| Error::from_zk(e, self.dir.as_str()))?);
+        }
+        // An ACL that hides the data does not hide the contender: its stat needs no permission.
+        let hidden: Vec<_> = paths
+            .iter()
+            .zip(&read)
+            .map(|(path, r)| {
+                matches!(r, zk::MultiReadResult::Error { err: zk::Error::NoAuth }).then(|| self.client.check_stat(path))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(queue.len());
+        for ((c, path), (result, hidden)) in queue.iter().zip(&paths).zip(read.into_iter().zip(hidden)) {
+            let (data, stat) = match (result, hidden) {
+                (zk::MultiReadResult::Data { data, stat }, _) => (Some(data), stat),
+                (_, Some(sent)) => {
+                    let stat = match sent.await {
+                        Err(e) if outcome(&e) == Outcome::Unknown => {
+                            until_known(&self.client, path, || self.client.check_stat(path)).await?
+                        }
+                        answer => answer,
+                    };
+                    match stat.map_err(|e| Error::from_zk(e, path))? {
                         Some(stat) => (None, stat),
                         None => continue,
-                    },
-                    // Gone meanwhile.
-                    _ => continue,
-                };
-                let owner = zk::SessionId(stat.ephemeral_owner);
-                let token = FencingToken::from_i64(stat.czxid);
-                out.push(crate::Participant::new(path.clone(), seq, owner, data, token));
-            }
+                    }
+                }
+                // Gone meanwhile.
+                _ => continue,
+            };
+            let owner = zk::SessionId(stat.ephemeral_owner);
+            let token = FencingToken::from_i64(stat.czxid);
+            out.push(crate::Participant::new(path.clone(), c.seq, owner, data, token));
         }
         Ok(out)
     }
@@ -539,27 +606,23 @@ impl Queue {
         let sent = added.map(|()| reader.commit());
         async move { sent?.await }
     }
+}
 
-    async fn read_chunk_again(&self, paths: &[String]) -> Result<Vec<zk::MultiReadResult>> {
-        let mut retry = Retry::new(&self.client);
-        loop {
-            retry.wait(self.dir.as_str()).await?;
-            match self.read_chunk(paths).await {
-                Ok(results) => return Ok(results),
-                Err(e) if outcome(&e) == Outcome::Unknown => {}
-                Err(e) => return Err(Error::from_zk(e, self.dir.as_str())),
-            }
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    async fn stat(&self, path: &str) -> Result<Option<zk::Stat>> {
-        let mut retry = Retry::new(&self.client);
-        loop {
-            match self.client.check_stat(path).await {
-                Ok(stat) => return Ok(stat),
-                Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(path).await?,
-                Err(e) => return Err(Error::from_zk(e, path)),
-            }
-        }
+    #[test]
+    fn chunks_are_bounded_by_count_and_by_bytes() {
+        let short: Vec<String> = (0..250).map(|i| format!("/a/{i}")).collect();
+        let sizes: Vec<usize> = chunks(&short, 1 << 19).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let long: Vec<String> = (0..10).map(|i| format!("/{}/{i}", "x".repeat(1000))).collect();
+        let cut = chunks(&long, 3000);
+        assert!(cut.iter().all(|c| c.len() == 2), "{:?}", cut.iter().map(|c| c.len()).collect::<Vec<_>>());
+        assert_eq!(cut.concat(), long);
+        let huge = vec!["/".to_owned() + &"y".repeat(5000)];
+        assert_eq!(chunks(&huge, 3000), [&huge[..]]);
+        assert!(chunks(&[], 3000).is_empty());
     }
 }

@@ -9,13 +9,14 @@
 //! keep failing (a server that drops the connection on a request it refuses): such a loop ends
 //! after **twice the session timeout** of consecutive failures, with [`Error::ConnectionLoss`].
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use zookeeper_client as zk;
 
-use crate::error::{Error, Result};
+use crate::error::{outcome, Error, Outcome, Result};
 
 const FIRST_DELAY: Duration = Duration::from_millis(5);
 const MAX_DELAY: Duration = Duration::from_millis(500);
@@ -58,6 +59,26 @@ impl Retry {
     pub(crate) fn reset(&mut self) {
         self.delay = FIRST_DELAY;
         self.since = None;
+    }
+}
+
+/// Sends `request` (about `path`) again and again, with [`Retry`]'s backoff, until its outcome is
+/// known: the server's answer, success or a definite error, or a terminal session error.
+/// `Err(ConnectionLoss)` once the budget is spent.
+pub(crate) async fn until_known<T, Fut>(
+    client: &zk::Client,
+    path: &str,
+    mut request: impl FnMut() -> Fut,
+) -> Result<Result<T, zk::Error>>
+where
+    Fut: Future<Output = Result<T, zk::Error>>,
+{
+    let mut retry = Retry::new(client);
+    loop {
+        match request().await {
+            Err(e) if outcome(&e) == Outcome::Unknown => retry.wait(path).await?,
+            answer => return Ok(answer),
+        }
     }
 }
 

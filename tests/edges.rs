@@ -154,6 +154,12 @@ async fn a_delete_refused_at_release_goes_on_in_the_background() {
         Err(Error::NotAuthorized { .. }) => {}
         other => panic!("expected NotAuthorized, got {other:?}"),
     }
+    // The next acquire on the same handle does not queue behind its own orphan: it checks its
+    // rights again first and writes nothing.
+    for result in [mutex.lock_timeout(Duration::from_secs(2)).await.map(drop), mutex.try_lock().await.map(drop)] {
+        assert!(matches!(result, Err(Error::NotAuthorized { .. })), "{result:?}");
+    }
+    assert_eq!(children(&admin, &dir).await.len(), 1, "only the refused node: nothing new");
     // The node is not abandoned: once DELETE is given back, it goes, and the lock is free.
     tokio::time::sleep(Duration::from_millis(500)).await;
     admin.set_acl(&dir, &Acls::anyone_all(), None).await.unwrap();
@@ -231,6 +237,27 @@ async fn participants_answers_for_five_thousand_contenders() {
     assert_eq!(p.len(), 5000);
     assert!(p.windows(2).all(|w| w[0].sequence() < w[1].sequence()));
     eprintln!("participants() of 5000 took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn participants_of_long_paths_are_read_in_chunks_that_fit() {
+    let cs = shared_connect();
+    let client = connect(&cs, T).await;
+    // 100 nodes with paths of 12 KB: one multi-read of a hundred would be over a megabyte.
+    let dir = format!("{}/{}", unique_path("long-paths"), "p".repeat(12_000));
+    let mutex = Mutex::new(&client, dir.clone()).unwrap();
+    let guard = mutex.lock().await.unwrap();
+    common::ensure_path(&client, &dir).await;
+    let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+    let prefixes: Vec<String> = (0..99).map(|i| format!("{dir}/_c_00000000-0000-4000-8000-{i:012x}-lock-")).collect();
+    let creates: Vec<_> = prefixes.iter().map(|prefix| client.create(prefix, b"", &options)).collect();
+    for c in creates {
+        c.await.unwrap();
+    }
+    let p = tokio::time::timeout(Duration::from_secs(10), mutex.participants()).await.expect("in seconds").unwrap();
+    assert_eq!(p.len(), 100);
+    assert_eq!(p[0].node(), guard.node());
+    guard.release().await.unwrap();
 }
 
 #[tokio::test]
@@ -340,6 +367,14 @@ async fn errors_carry_their_context() {
         other => panic!("expected OperationFailed, got {other:?}"),
     }
     assert_eq!(a.get_data(&format!("{root}/data")).await.unwrap().0, b"", "nothing of it applied");
+    // A sequential create names its parent with a trailing '/': fine, unless it is the lock's own.
+    let mut w = guard.fenced();
+    let sequential = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
+    w.create(&format!("{root}/data/"), b"job", &sequential).unwrap();
+    w.commit().await.expect("a fenced sequential create");
+    assert_eq!(children(&a, &format!("{root}/data")).await.len(), 1);
+    let mut w = guard.fenced();
+    assert!(matches!(w.create(&format!("{path}/"), b"", &sequential), Err(Error::InvalidPath { .. })));
     // A relative path in a fenced write is an invalid path, as for a lock.
     let mut w = guard.fenced();
     assert!(matches!(w.set_data("relative/x", b"", None), Err(Error::InvalidPath { .. })));
