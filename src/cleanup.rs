@@ -9,12 +9,14 @@
 //! consecutive connection failures) and, for a delete refused for lack of permission,
 //! [`REFUSED_FOR`].
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use zookeeper_client as zk;
 
 use crate::error::{outcome, Error, Outcome, Result};
@@ -39,6 +41,43 @@ enum OnRefusal {
     Insist,
 }
 
+/// The nodes of one queue whose delete the server refused for lack of permission, for as long
+/// as they are there: the queue neither creates more nodes nor waits behind one of them.
+#[derive(Debug, Default)]
+pub(crate) struct Refused {
+    nodes: StdMutex<HashSet<String>>,
+    changed: Notify,
+}
+
+impl Refused {
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, node: &str) {
+        if self.nodes().insert(node.to_owned()) {
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn remove(&self, node: &str) {
+        self.nodes().remove(node);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes().is_empty()
+    }
+
+    pub(crate) fn contains(&self, node: &str) -> bool {
+        self.nodes().contains(node)
+    }
+
+    /// Resolves when a node is added (create it, and `enable` it, before looking).
+    pub(crate) fn added(&self) -> Notified<'_> {
+        self.changed.notified()
+    }
+}
+
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<(), zk::Error>> + Send + 'a>>;
 
 #[derive(Debug)]
@@ -53,18 +92,13 @@ pub(crate) struct NodeCleanup {
     /// Other nodes of this attempt (a create retried after an unknown outcome that committed
     /// twice): deleted with ours.
     duplicates: Vec<String>,
-    /// The queue's flag, set when a delete is refused for lack of permission.
-    refused: Arc<AtomicBool>,
+    /// The queue's record of nodes whose delete was refused.
+    refused: Arc<Refused>,
     armed: bool,
 }
 
 impl NodeCleanup {
-    pub(crate) fn arm(
-        client: zk::Client,
-        dir: LockPath,
-        attempt: AttemptName,
-        refused: Arc<AtomicBool>,
-    ) -> NodeCleanup {
+    pub(crate) fn arm(client: zk::Client, dir: LockPath, attempt: AttemptName, refused: Arc<Refused>) -> NodeCleanup {
         NodeCleanup { client, dir, attempt, node: None, handoff: false, duplicates: Vec::new(), refused, armed: true }
     }
 
@@ -108,9 +142,11 @@ impl NodeCleanup {
     /// Cancel safety: if the future is dropped before it finishes, or it fails, the cleanup
     /// stays armed and its `Drop` goes on in the background.
     pub(crate) async fn delete_now(&mut self) -> Result<Gone> {
-        delete_duplicates(&self.client, &self.duplicates).await;
+        // Ours first (the duplicates' deletes were sent when they were found).
         let sent = self.node.as_deref().map(|node| delete_request(&self.client, node, self.handoff));
-        let gone = self.deleter().until_gone(self.node.clone(), sent, self.handoff, OnRefusal::Fail).await?;
+        delete_duplicates(&self.client, &self.duplicates).await;
+        let deleter = self.deleter();
+        let gone = deleter.until_gone(self.node.clone(), sent, self.handoff, false, OnRefusal::Fail).await?;
         self.armed = false;
         Ok(gone)
     }
@@ -135,17 +171,25 @@ impl Drop for NodeCleanup {
             drop(self.client.delete(duplicate, None));
         }
         let Ok(rt) = rt else {
-            tracing::warn!(target: "zk_lock", lock = %self.dir, node = self.node.as_deref(), "lock node cleanup outside a tokio runtime: delete sent once, not retried");
+            match &self.node {
+                Some(node) => {
+                    tracing::warn!(target: "zk_lock", lock = %self.dir, node, "lock node cleanup outside a tokio runtime: delete sent once, not retried")
+                }
+                None => {
+                    tracing::warn!(target: "zk_lock", lock = %self.dir, "lock node cleanup outside a tokio runtime: the node's name is unknown, nothing sent; it goes when the session ends")
+                }
+            }
             return;
         };
         let (client, dir, attempt, node) =
             (self.client.clone(), self.dir.clone(), self.attempt.clone(), self.node.clone());
         let refused = self.refused.clone();
         let duplicates = std::mem::take(&mut self.duplicates);
+        let after_handoff = self.handoff;
         rt.spawn(async move {
             delete_duplicates(&client, &duplicates).await;
             let deleter = Deleter { client: &client, dir: &dir, attempt: &attempt, refused: &refused };
-            let gone = deleter.until_gone(node.clone(), sent, false, OnRefusal::Insist).await;
+            let gone = deleter.until_gone(node.clone(), sent, false, after_handoff, OnRefusal::Insist).await;
             events::background_delete(dir.as_str(), node.as_deref(), gone.as_ref().map(|g| g.as_str()));
         });
     }
@@ -245,29 +289,47 @@ struct Deleter<'a> {
     client: &'a zk::Client,
     dir: &'a LockPath,
     attempt: &'a AttemptName,
-    refused: &'a AtomicBool,
+    refused: &'a Refused,
 }
 
 impl<'a> Deleter<'a> {
     /// Deletes `node` (found by name if the create's answer never told it) until it is gone;
-    /// `sent`, if given, is the answer to a delete of `node` already sent.
+    /// `sent`, if given, is the answer to a delete of `node` already sent, `after_handoff`
+    /// when a handoff of ours went out just before it (then a first `NoNode` is our doing).
     async fn until_gone(
         &self,
-        mut node: Option<String>,
+        node: Option<String>,
+        sent: Option<Reply<'a>>,
+        handoff: bool,
+        after_handoff: bool,
+        on_refusal: OnRefusal,
+    ) -> Result<Gone> {
+        let mut node = node;
+        let gone = self.delete_loop(&mut node, sent, handoff, after_handoff, on_refusal).await;
+        if let (Some(node), Ok(_)) = (&node, &gone) {
+            self.refused.remove(node);
+        }
+        gone
+    }
+
+    async fn delete_loop(
+        &self,
+        node: &mut Option<String>,
         mut sent: Option<Reply<'a>>,
         mut handoff: bool,
+        after_handoff: bool,
         on_refusal: OnRefusal,
     ) -> Result<Gone> {
         let client = self.client;
         let mut retry = Retry::new(client);
-        let mut first = true;
+        let mut first = !after_handoff;
         let mut refused_since: Option<tokio::time::Instant> = None;
         loop {
-            let path = match &node {
+            let path = match node {
                 Some(path) => path.clone(),
                 None => match find_by_name(client, self.dir, self.attempt).await {
                     Ok(Some((path, _))) => {
-                        node = Some(path.clone());
+                        *node = Some(path.clone());
                         path
                     }
                     Ok(None) => return Ok(Gone::Deleted),
@@ -298,8 +360,8 @@ impl<'a> Deleter<'a> {
                         handoff = false;
                     }
                     Outcome::Definite if e == zk::Error::NoAuth => {
-                        // The next acquire of the queue checks its rights again first.
-                        self.refused.store(true, Ordering::Release);
+                        // The queue will neither add nodes nor wait behind this one meanwhile.
+                        self.refused.add(&path);
                         let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
                         if on_refusal == OnRefusal::Fail || since.elapsed() >= REFUSED_FOR {
                             return Err(Error::from_zk(e, &path));

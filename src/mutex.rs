@@ -107,7 +107,12 @@ impl MutexBuilder {
     ///   Before its first create, a lock checks that the directory (or, if it must create it,
     ///   these ACLs) lets it delete its node, and fails with
     ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) instead of leaving a node it could
-    ///   not remove.
+    ///   not remove. The check is exact for `world`, `auth` and `digest` entries (by user name:
+    ///   the server does not tell a session its password hashes) and counts `ip` entries and
+    ///   other schemes as ours when in doubt. If a delete is refused all the same (or DELETE is
+    ///   taken away later), the node is deleted in the background as soon as the permission is
+    ///   back, and meanwhile the lock creates no more nodes and does not wait behind that one:
+    ///   its acquires fail with `NotAuthorized`.
     /// * **Lock nodes** get these ACLs without WRITE and ADMIN, plus all permissions for the
     ///   session's own identity: only the owner can write its node, so nobody can fake its
     ///   handoff. Every contender needs READ on the others' nodes: a waiter watches the node
@@ -376,7 +381,8 @@ impl Mutex {
     ///
     /// # Errors
     ///
-    /// Those of [`MutexGuard::release`] (then the new contender is withdrawn) and of
+    /// Those of [`MutexGuard::release`] (then the new contender is withdrawn, in the background)
+    /// and of
     /// [`lock`](Mutex::lock).
     ///
     /// # Cancel safety
@@ -406,7 +412,8 @@ impl Mutex {
 
     /// The contenders in the queue now, holder first, with their nodes, sessions and data.
     ///
-    /// The nodes are read in multi-reads of 100, all sent at once: a queue of thousands is read
+    /// The nodes are read in multi-reads of at most 100 (and at most half the request size
+    /// limit), all sent at once: a queue of thousands is read
     /// in about one round trip more than a short one, and no request comes near the server's
     /// size limit.
     ///

@@ -13,7 +13,6 @@
 //! node by its unique name and adopt it only if its `ephemeralOwner` is our session.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use tracing::Instrument;
 use zookeeper_client as zk;
 
 use crate::access::{has_credentials, may_delete_children, names_the_creator, node_acls};
-use crate::cleanup::{find_by_name, NodeCleanup};
+use crate::cleanup::{find_by_name, NodeCleanup, Refused};
 use crate::error::{outcome, Error, Outcome, Result};
 use crate::events;
 use crate::identity::owner_acl;
@@ -38,7 +37,8 @@ use crate::token::FencingToken;
 /// How many times a vanished lock directory is re-created within one acquire.
 const MAX_DIR_RECREATES: u32 = 16;
 /// Reads per multi-read of `participants`, at most; a chunk also stays under half the request
-/// size limit, so that request and answer stay far below the server's buffer.
+/// size limit, so that no request comes near the server's buffer. (Answers carry the nodes'
+/// data and are not bounded by this; the client reads answers of any size.)
 const READ_CHUNK: usize = 100;
 
 /// `paths` cut into chunks of at most [`READ_CHUNK`] paths and about `budget` request bytes
@@ -104,9 +104,9 @@ pub(crate) struct Queue {
     max_request: usize,
     /// Made on the first enqueue: see [`Queue::prepare`].
     prepared: OnceCell<Prepared>,
-    /// Set when a delete of one of our nodes was refused for lack of permission: the next
-    /// enqueue checks the directory's ACL again before creating anything.
-    refused: Arc<AtomicBool>,
+    /// Our nodes whose delete was refused for lack of permission (someone took DELETE away),
+    /// while they are there: no acquire creates a node or waits behind one of them meanwhile.
+    refused: Arc<Refused>,
     session: OnceLock<Arc<SessionShared>>,
 }
 
@@ -182,8 +182,9 @@ impl<'a> Attempt<'a> {
 
     /// We found ourselves blocked without waiting: withdraw our node, then say why.
     async fn withdraw(&mut self, ticket: &mut Ticket, why: &str, error: Error) -> Result<Ticket> {
+        let withdrawn = ticket.cleanup.delete_now().await;
+        self.check(withdrawn)?;
         self.end(why);
-        ticket.cleanup.delete_now().await?;
         Err(error)
     }
 }
@@ -235,14 +236,20 @@ impl Queue {
 
     /// Once per queue, before its first create: gives the session its own identity (see
     /// `identity`), and checks, in the same round trip, that we may read the directory and
-    /// delete what we create in it, and that ACLs naming "the creator" name someone. Checked
-    /// again after one of our deletes was refused.
+    /// delete what we create in it, and that ACLs naming "the creator" name someone. While a
+    /// node of ours could not be deleted, refuses to create another: it could not be deleted
+    /// either, and would queue behind the first.
     async fn prepare(&self) -> Result<&Prepared> {
-        if self.refused.load(Ordering::Acquire) {
-            self.check_access().await?;
-            self.refused.store(false, Ordering::Release);
+        if !self.refused.is_empty() {
+            return Err(Error::NotAuthorized { path: self.dir.to_string() });
         }
         self.prepared.get_or_try_init(|| self.check_access()).await
+    }
+
+    /// Whether a node of ours that could not be deleted is ahead of `me`: then we would wait for
+    /// it until our own session ends.
+    fn behind_refused(&self, queue: &[Contender], me: usize) -> bool {
+        !self.refused.is_empty() && queue[..me].iter().any(|c| self.refused.contains(&self.dir.child(c.name)))
     }
 
     async fn check_access(&self) -> Result<Prepared> {
@@ -447,9 +454,8 @@ impl Queue {
                 None => self.wait_turn(&mut ticket, policy, Wait::Yes).await,
                 Some(after) if after.is_zero() => self.wait_turn(&mut ticket, policy, Wait::No).await,
                 Some(after) => {
-                    let deadline = Instant::now() + after;
                     let wait = self.wait_turn(&mut ticket, policy, Wait::Yes);
-                    tokio::time::timeout_at(deadline, wait).await.unwrap_or(Ok(None))
+                    tokio::time::timeout(after, wait).await.unwrap_or(Ok(None))
                 }
             };
             match attempt.check(waited)? {
@@ -510,6 +516,13 @@ impl Queue {
             let queue = self.layout.contenders_around(&children, ticket.seq);
             let me = self.find_me(&queue, ticket)?;
             ticket.ahead.get_or_insert(me);
+            // Armed before we look, so that a refusal recorded from now on wakes us.
+            let refusal = self.refused.added();
+            tokio::pin!(refusal);
+            refusal.as_mut().enable();
+            if self.behind_refused(&queue, me) {
+                return Err(Error::NotAuthorized { path: self.dir.to_string() });
+            }
             let Some(blocker) = policy.blocker(&queue, me) else {
                 return Ok(Some("listing"));
             };
@@ -531,9 +544,14 @@ impl Queue {
             match self.client.get_and_watch_data(&watched).await {
                 Ok((_, _, watcher)) => {
                     retry.reset();
-                    let event = watcher.changed().await;
-                    if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
-                        return Ok(Some("handoff"));
+                    tokio::select! {
+                        event = watcher.changed() => {
+                            if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
+                                return Ok(Some("handoff"));
+                            }
+                        }
+                        // One of our nodes could not be deleted: look whether it is ahead of us.
+                        () = &mut refusal => {}
                     }
                 }
                 Err(zk::Error::NoNode) => retry.reset(),

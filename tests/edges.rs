@@ -168,6 +168,25 @@ async fn a_delete_refused_at_release_goes_on_in_the_background() {
     assert!(gone, "the refused node must still be deleted: {:?}", children(&admin, &dir).await);
     let again = mutex.try_lock().await.expect("not queued behind our own orphan");
     again.release().await.unwrap();
+
+    // The same with a dropped guard and an acquire sent before the refusal is back: the new
+    // contender, queued behind our orphan, gives up with NotAuthorized instead of waiting for
+    // our own session to end.
+    let guard = mutex.lock().await.unwrap();
+    admin.set_acl(&dir, &no_delete, None).await.unwrap();
+    drop(guard);
+    let started = std::time::Instant::now();
+    match mutex.lock_timeout(Duration::from_secs(3)).await.map(drop) {
+        Err(Error::NotAuthorized { .. }) => {}
+        other => panic!("expected NotAuthorized, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "gave up at once: {:?}", started.elapsed());
+    assert!(children(&admin, &dir).await.len() <= 2);
+    admin.set_acl(&dir, &Acls::anyone_all(), None).await.unwrap();
+    let gone =
+        common::wait_until_async(Duration::from_secs(5), || async { children(&admin, &dir).await.is_empty() }).await;
+    assert!(gone, "every refused node is deleted once DELETE is back: {:?}", children(&admin, &dir).await);
+    mutex.try_lock().await.expect("free again").release().await.unwrap();
 }
 
 #[tokio::test]
@@ -277,6 +296,8 @@ async fn a_zero_deadline_takes_a_free_lock_and_never_waits() {
         assert_eq!(children(&a, &path).await.len(), 1, "the timed-out contender leaves no node");
         guard.release().await.unwrap();
     }
+    // No deadline is too far.
+    ma.lock_timeout(Duration::MAX).await.expect("no overflow").release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,26 @@ async fn every_step_of_a_lock_is_one_event_with_the_same_fields() {
     let done = named(&events, "background delete done");
     assert!(done.iter().any(|e| e.field("node") == Some(node.as_str()) && e.field("outcome") == Some("deleted")));
 
+    // A guard that waited releases with a handoff: dropped, its delete is still reported as ours.
+    let first = ma.lock().await.unwrap();
+    let waiter = tokio::spawn({
+        let mb = mb.clone();
+        async move { mb.lock().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.release().await.unwrap();
+    let waited = waiter.await.unwrap();
+    let node = waited.node().to_owned();
+    drop(waited);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = capture.take();
+    let done: Vec<_> = named(&events, "background delete done")
+        .into_iter()
+        .filter(|e| e.field("node") == Some(node.as_str()))
+        .filter_map(|e| e.field("outcome"))
+        .collect();
+    assert_eq!(done, ["deleted"], "{events:#?}");
+
     // Every token anywhere is hex.
     for e in events.iter().filter(|e| e.field("token").is_some()) {
         assert!(e.field("token").unwrap().starts_with("0x"), "{e:?}");
