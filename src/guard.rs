@@ -1,4 +1,4 @@
-//! The guard of a held mutex.
+//! The guard of a held lock: the one guard every lock-like recipe returns.
 
 use std::sync::Arc;
 
@@ -10,9 +10,10 @@ use crate::held::Held;
 use crate::state::LockState;
 use crate::token::FencingToken;
 
-/// Proof that we hold a [`Mutex`](crate::Mutex): owned, `'static`, `Send + Sync`.
+/// Proof that we hold a lock (a [`Mutex`](crate::Mutex), either side of a
+/// [`RwLock`](crate::RwLock), any [`Lock`](crate::Lock)): owned, `'static`, `Send + Sync`.
 ///
-/// Release it with [`release`](MutexGuard::release), which returns once our node is deleted.
+/// Release it with [`release`](LockGuard::release), which returns once our node is deleted.
 /// Dropping it without `release` deletes the node in the background, with the same retries; it
 /// never blocks and never panics.
 ///
@@ -27,13 +28,13 @@ use crate::token::FencingToken;
 /// ```
 #[derive(Debug)]
 #[must_use = "if unused the lock is released at once"]
-pub struct MutexGuard {
+pub struct LockGuard {
     held: Arc<Held>,
 }
 
-impl MutexGuard {
-    pub(crate) fn new(held: Held) -> MutexGuard {
-        MutexGuard { held: Arc::new(held) }
+impl LockGuard {
+    pub(crate) fn new(held: Held) -> LockGuard {
+        LockGuard { held: Arc::new(held) }
     }
 
     /// The fencing token of this hold: strictly larger than every earlier holder's.
@@ -41,7 +42,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// let token = guard.fencing_token();
     /// // send `token.as_i64()` with every write to the protected resource
     /// # }
@@ -55,7 +56,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// assert!(guard.node().starts_with("/locks/orders/_c_"));
     /// # }
     /// ```
@@ -68,7 +69,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// println!("we were number {}", guard.sequence());
     /// # }
     /// ```
@@ -81,7 +82,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// println!("waited behind {} others", guard.queued_behind());
     /// # }
     /// ```
@@ -96,7 +97,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// if guard.state() != zk_lock::LockState::Held {
     ///     return; // do not touch the resource without fencing
     /// }
@@ -111,7 +112,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// let mut states = guard.state_watcher();
     /// while states.changed().await.is_ok() {
     ///     println!("lock is now {:?}", *states.borrow());
@@ -132,7 +133,7 @@ impl MutexGuard {
     ///
     /// ```no_run
     /// # async fn work() {}
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// tokio::select! {
     ///     _ = work() => {}
     ///     _ = guard.lost() => eprintln!("lock lost, work abandoned"),
@@ -166,16 +167,16 @@ impl MutexGuard {
     /// outer.release().await?; // now deleted
     /// # Ok(()) }
     /// ```
-    pub fn reenter(&self) -> MutexGuard {
-        MutexGuard { held: self.held.clone() }
+    pub fn reenter(&self) -> LockGuard {
+        LockGuard { held: self.held.clone() }
     }
 
-    /// How many guards share this hold (1 unless [`reenter`](MutexGuard::reenter) was used).
+    /// How many guards share this hold (1 unless [`reenter`](LockGuard::reenter) was used).
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) {
+    /// # async fn example(guard: zk_lock::LockGuard) {
     /// assert_eq!(guard.hold_count(), 1);
     /// # }
     /// ```
@@ -188,7 +189,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// # async fn example(guard: zk_lock::LockGuard) -> zk_lock::Result<()> {
     /// let mut write = guard.fenced();
     /// write.set_data("/app/state", b"v2", None)?;
     /// write.commit().await?;
@@ -235,7 +236,7 @@ impl MutexGuard {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn example(guard: zk_lock::MutexGuard) -> zk_lock::Result<()> {
+    /// # async fn example(guard: zk_lock::LockGuard) -> zk_lock::Result<()> {
     /// guard.release().await?;
     /// # Ok(()) }
     /// ```
@@ -249,3 +250,6 @@ impl MutexGuard {
         }
     }
 }
+
+/// The guard of a [`Mutex`](crate::Mutex): a [`LockGuard`].
+pub type MutexGuard = LockGuard;

@@ -27,13 +27,7 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    pub(crate) fn grant(queue: &Queue, mut ticket: Ticket) -> Held {
-        // A holder that had to wait most likely has a waiter behind it: release with a handoff.
-        // One that did not (the uncontended path) deletes plainly, which is cheaper; a successor
-        // that came later then lists once more.
-        if ticket.waited {
-            ticket.cleanup.set_handoff();
-        }
+    pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
         let tracker = Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone());
         Held {
             lock: queue.dir.clone(),

@@ -6,7 +6,7 @@
 //! Every contender creates an `EPHEMERAL_SEQUENTIAL` node under the lock path; the server numbers
 //! them in arrival order. A contender holds the lock when no node that blocks it is left before
 //! its own; for a [`Mutex`] that means it is first. Otherwise it watches exactly the one node
-//! just before it and waits. When the holder deletes its node, only its successor is woken:
+//! that blocks it and waits. When the holder deletes its node, only its successor is woken:
 //! one release wakes one waiter whatever the length of the queue (no thundering herd), and the
 //! lock passes strictly in arrival order (FIFO).
 //!
@@ -34,6 +34,22 @@
 //!   again. If the handoff's write is refused anyway, the release falls back to a plain delete.
 //! * [`Mutex::relock`] releases and queues again in one round trip: a worker that takes turns
 //!   in a loop pays one round trip per turn when the lock is free.
+//!
+//! # Recipes
+//!
+//! Each recipe is a small policy ("which earlier node blocks me") on the one queue engine, so
+//! they share everything else: the one-round-trip enqueue, the cleanup, the lost-lock signal,
+//! fencing, the bounds on retries, the tracing events, and the guard, [`LockGuard`].
+//!
+//! * [`Mutex`] (alias [`InterProcessMutex`]): everyone waits for the node just before it.
+//! * [`RwLock`] (alias [`InterProcessReadWriteLock`]): a reader waits only for the nearest
+//!   *earlier* writer, a writer for the node just before it: readers share, a writer is alone,
+//!   and conflicting requests are served in arrival order.
+//! * [`Lock`]: the object-safe trait that every lock-like recipe implements ([`Mutex`],
+//!   [`ReadLock`], [`WriteLock`]), for code that takes any lock, or a `Vec<Box<dyn Lock>>`.
+//!
+//! Every recipe is built the same way, with the same options ([`LockBuilder`]: node data,
+//! ACLs, request size limit).
 //!
 //! # What a lock on ZooKeeper can promise
 //!
@@ -159,30 +175,37 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod access;
+mod builder;
 mod cleanup;
 mod error;
 mod events;
 mod fenced;
 mod guard;
+mod handle;
 mod held;
 mod identity;
 mod limits;
+mod lock;
 mod mutex;
 mod node;
 mod participant;
 mod path;
 mod queue;
 mod retry;
+mod rwlock;
 mod session;
 mod state;
 mod token;
 
+pub use builder::{LockBuilder, MutexBuilder, RwLockBuilder};
 pub use error::{Error, Result};
 pub use fenced::FencedWrite;
-pub use guard::MutexGuard;
-pub use mutex::{InterProcessMutex, Mutex, MutexBuilder};
+pub use guard::{LockGuard, MutexGuard};
+pub use lock::Lock;
+pub use mutex::{InterProcessMutex, Mutex};
 pub use participant::Participant;
 pub use path::LockPath;
+pub use rwlock::{InterProcessReadWriteLock, ReadLock, RwLock, WriteLock};
 pub use state::LockState;
 pub use token::FencingToken;
 /// The README's examples, compiled as doctests so that they stay true.

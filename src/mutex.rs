@@ -1,18 +1,37 @@
 //! The fair mutex.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
 
+use crate::builder::MutexBuilder;
 use crate::error::Result;
 use crate::guard::MutexGuard;
-use crate::held::Held;
-use crate::limits::DEFAULT_MAX_REQUEST;
-use crate::node::Layout;
+use crate::handle::Handle;
+use crate::lock::impl_lock;
+use crate::node::{Contender, Layout};
 use crate::participant::Participant;
 use crate::path::LockPath;
-use crate::queue::{Exclusive, Queue};
+use crate::queue::Policy;
+
+/// A mutex: everyone waits for the contender just before it.
+#[derive(Debug, Clone, Copy)]
+struct Exclusive;
+
+impl Policy for Exclusive {
+    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<usize> {
+        me.checked_sub(1)
+    }
+
+    /// Only the holder hands off, and the holder's successor is then first.
+    fn trusts_handoff(&self, _queue: &[Contender], _me: usize, _blocker: usize) -> bool {
+        true
+    }
+
+    fn hands_off(&self) -> bool {
+        true
+    }
+}
 
 /// A fair, herd-free mutual-exclusion lock shared by every process that uses the same
 /// ZooKeeper path.
@@ -45,8 +64,10 @@ use crate::queue::{Exclusive, Queue};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Mutex {
-    queue: Arc<Queue>,
+    handle: Handle,
 }
+
+impl_lock!(Mutex, "zk_lock::lock", "zk_lock::lock_timeout", "zk_lock::try_lock");
 
 /// The name Apache Curator users know this lock by.
 ///
@@ -61,133 +82,11 @@ pub struct Mutex {
 /// ```
 pub type InterProcessMutex = Mutex;
 
-/// Options for a [`Mutex`]: node data, ACLs, the server's request size limit.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
-/// let mutex = zk_lock::Mutex::builder(&client, "/locks/orders")
-///     .data(format!("host-a pid {}", std::process::id()))
-///     .build()?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until .build() is called"]
-pub struct MutexBuilder {
-    client: zk::Client,
-    path: String,
-    data: Vec<u8>,
-    acls: Vec<zk::Acl>,
-    max_request: usize,
-}
-
-impl MutexBuilder {
-    /// Data stored in our lock node, readable by others through
-    /// [`Mutex::participants`] (for example who holds it: host and pid). Empty by default.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn example(client: zk_lock::zk::Client) {
-    /// let builder = zk_lock::Mutex::builder(&client, "/locks/a").data("worker-3");
-    /// # }
-    /// ```
-    pub fn data(mut self, data: impl Into<Vec<u8>>) -> MutexBuilder {
-        self.data = data.into();
-        self
-    }
-
-    /// ACLs of the lock nodes and of any directory the lock creates. `world:anyone` with all
-    /// permissions by default.
-    ///
-    /// * **Directories** the lock creates get these ACLs as given. Every contender needs READ,
-    ///   CREATE and DELETE on the lock directory: DELETE of a node is decided by its *parent*,
-    ///   so with an open directory anyone can delete the holder's node and pass the lock on.
-    ///   Before its first create, a lock checks that the directory (or, if it must create it,
-    ///   these ACLs) lets it delete its node, and fails with
-    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) instead of leaving a node it could
-    ///   not remove. The check is exact for `world`, `auth` and `digest` entries (by user name:
-    ///   the server does not tell a session its password hashes) and counts `ip` entries and
-    ///   other schemes as ours when in doubt. If a delete is refused all the same (or DELETE is
-    ///   taken away later), the node is deleted in the background as soon as the permission is
-    ///   back, and meanwhile the lock creates no more nodes and does not wait behind that one:
-    ///   its acquires fail with `NotAuthorized`.
-    /// * **Lock nodes** get these ACLs without WRITE and ADMIN, plus all permissions for the
-    ///   session's own identity: only the owner can write its node, so nobody can fake its
-    ///   handoff. Every contender needs READ on the others' nodes: a waiter watches the node
-    ///   before it, and the server does not deliver watch events on a node the watcher may
-    ///   not read (a waiter refused READ fails with
-    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) and withdraws).
-    /// * An `auth` entry, as in [`zk::Acls::creator_all`], names the session's own credentials
-    ///   (`digest`, `sasl`, `x509`...), as in ZooKeeper: clients sharing those credentials can
-    ///   read each other's nodes and use a directory one of them created, and nobody else can.
-    ///   On a session without credentials it names nobody but that one session, which no other
-    ///   contender could then follow: the first acquire fails with
-    ///   [`Error::InvalidAcl`](crate::Error::InvalidAcl) before writing anything, as ZooKeeper
-    ///   itself refuses such ACLs.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-    /// use zk_lock::zk::{self, Acls};
-    /// // Every worker of the fleet connects with the same credentials.
-    /// let client = zk::Client::connector().with_auth("digest", b"fleet:secret").connect("127.0.0.1:2181").await?;
-    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a").acls(Acls::creator_all()).build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn acls(mut self, acls: zk::Acls<'_>) -> MutexBuilder {
-        self.acls = acls.iter().cloned().collect();
-        self
-    }
-
-    /// The largest request the server accepts, in bytes: its `jute.maxbuffer` setting,
-    /// `0xfffff` (1 MiB - 1) unless the server is configured otherwise. A server that receives
-    /// a larger packet drops the connection without an answer, so [`build`](Self::build)
-    /// refuses a lock whose create request (path, data and ACLs) would not fit.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
-    /// // The servers run with -Djute.maxbuffer=4194304.
-    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a")
-    ///     .max_request_size(4 << 20)
-    ///     .data(vec![0; 2 << 20])
-    ///     .build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn max_request_size(mut self, bytes: usize) -> MutexBuilder {
-        self.max_request = bytes;
-        self
-    }
-
-    /// Checks the path, the ACLs and the request size, and makes the mutex. Nothing is sent to
-    /// the server.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidPath`](crate::Error::InvalidPath) for a path [`LockPath::new`] refuses,
-    /// [`Error::InvalidAcl`](crate::Error::InvalidAcl) for an empty ACL list,
-    /// [`Error::TooLarge`](crate::Error::TooLarge) when the path or the data would make a
-    /// request larger than [`max_request_size`](Self::max_request_size).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
-    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a").build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn build(self) -> Result<Mutex> {
-        let dir = LockPath::new(self.path)?;
-        let queue = Queue::new(self.client, dir, Layout::MUTEX, 0, self.data, self.acls, self.max_request)?;
-        Ok(Mutex { queue: Arc::new(queue) })
-    }
-}
-
 impl Mutex {
+    pub(crate) fn from_builder(builder: &MutexBuilder) -> Result<Mutex> {
+        Ok(Mutex { handle: Handle::new(builder.queue(Layout::MUTEX, 0)?, &Exclusive) })
+    }
+
     /// A mutex on `path` with default options. Nothing is sent to the server.
     ///
     /// # Errors
@@ -216,13 +115,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub fn builder(client: &zk::Client, path: impl Into<String>) -> MutexBuilder {
-        MutexBuilder {
-            client: client.clone(),
-            path: path.into(),
-            data: Vec::new(),
-            acls: zk::Acls::anyone_all().iter().cloned().collect(),
-            max_request: DEFAULT_MAX_REQUEST,
-        }
+        MutexBuilder::new(client, path.into())
     }
 
     /// The lock path.
@@ -236,7 +129,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub fn path(&self) -> &LockPath {
-        &self.queue.dir
+        self.handle.path()
     }
 
     /// Waits for the lock, in arrival order, and returns its guard.
@@ -293,12 +186,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn lock(&self) -> Result<MutexGuard> {
-        self.acquire("zk_lock::lock", None).await
-    }
-
-    async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<MutexGuard> {
-        let ticket = self.queue.acquire(name, &Exclusive, timeout, std::future::ready(Ok(()))).await?;
-        Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
+        self.handle.acquire("zk_lock::lock", None).await
     }
 
     /// [`lock`](Mutex::lock) with a deadline for the *wait*.
@@ -336,7 +224,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
-        self.acquire("zk_lock::lock_timeout", Some(timeout)).await
+        self.handle.acquire("zk_lock::lock_timeout", Some(timeout)).await
     }
 
     /// Takes the lock only if nobody holds or waits for it; never waits.
@@ -366,8 +254,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn try_lock(&self) -> Result<MutexGuard> {
-        let ticket = self.queue.try_acquire("zk_lock::try_lock", &Exclusive).await?;
-        Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
+        self.handle.try_acquire("zk_lock::try_lock").await
     }
 
     /// Releases `guard` and queues again for the lock, in one round trip: the delete of the old
@@ -404,10 +291,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn relock(&self, guard: MutexGuard) -> Result<MutexGuard> {
-        // The release goes out first, then the create and the listing, all before any answer
-        // is awaited.
-        let ticket = self.queue.acquire("zk_lock::relock", &Exclusive, None, guard.release()).await?;
-        Ok(MutexGuard::new(Held::grant(&self.queue, ticket)))
+        self.handle.reacquire("zk_lock::relock", guard).await
     }
 
     /// The contenders in the queue now, holder first, with their nodes, sessions and data.
@@ -437,6 +321,6 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn participants(&self) -> Result<Vec<Participant>> {
-        self.queue.participants().await
+        self.handle.participants().await
     }
 }

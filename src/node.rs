@@ -35,6 +35,10 @@ impl Layout {
     /// The layout of a mutex (Curator's `InterProcessMutex`).
     pub(crate) const MUTEX: Layout = Layout { markers: &["lock-"] };
 
+    /// The layout of a read/write lock (Curator's `InterProcessReadWriteLock`): readers, then
+    /// writers.
+    pub(crate) const RWLOCK: Layout = Layout { markers: &["__READ__", "__WRIT__"] };
+
     /// Reads `name` as a contender: the text after the last marker must be a sequence number.
     /// Anything else in the directory is foreign and ignored.
     pub(crate) fn parse<'a>(&self, name: &'a str) -> Option<Contender<'a>> {

@@ -62,30 +62,23 @@ fn chunks(paths: &[String], budget: usize) -> Vec<&[String]> {
 }
 
 /// Who blocks whom: the one thing recipes change.
-pub(crate) trait Policy: Send + Sync {
+pub(crate) trait Policy: Send + Sync + std::fmt::Debug {
     /// The index in `queue` (sorted, holder first) of the contender that the contender at `me`
     /// must wait for, or `None` when it may proceed. It should name the nearest blocker, so that
     /// one release wakes one waiter.
     fn blocker(&self, queue: &[Contender], me: usize) -> Option<usize>;
 
-    /// Whether a handoff from the contender just before us means we may proceed. True for a
-    /// mutex: only the holder hands off, and the holder's successor is then first.
-    fn trusts_handoff(&self) -> bool {
+    /// Whether a handoff by `queue[blocker]` (the data change a granted holder's release makes
+    /// of its node, see `cleanup::delete_request`) means that the contender at `me` may proceed,
+    /// without listing again. False unless the policy can prove it.
+    fn trusts_handoff(&self, _queue: &[Contender], _me: usize, _blocker: usize) -> bool {
         false
     }
-}
 
-/// A mutex: everyone waits for the contender just before it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Exclusive;
-
-impl Policy for Exclusive {
-    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<usize> {
-        me.checked_sub(1)
-    }
-
-    fn trusts_handoff(&self) -> bool {
-        true
+    /// Whether a holder of this kind should release with a handoff: only worth it when the
+    /// contenders that watch it trust it.
+    fn hands_off(&self) -> bool {
+        false
     }
 }
 
@@ -172,7 +165,14 @@ impl<'a> Attempt<'a> {
         result
     }
 
-    fn granted(&mut self, ticket: &Ticket, by: &'static str) {
+    /// The ticket holds now. A holder that had to wait most likely has a waiter behind it:
+    /// it releases with a handoff, if its successors trust one. One that did not (the
+    /// uncontended path) deletes plainly, which is cheaper; a successor that came later then
+    /// lists once more.
+    fn granted(&mut self, ticket: &mut Ticket, policy: &dyn Policy, by: &'static str) {
+        if ticket.waited && policy.hands_off() {
+            ticket.cleanup.set_handoff();
+        }
         self.ended = true;
         let q = self.queue;
         let ahead = ticket.ahead.unwrap_or(0);
@@ -460,7 +460,7 @@ impl Queue {
             };
             match attempt.check(waited)? {
                 Some(by) => {
-                    attempt.granted(&ticket, by);
+                    attempt.granted(&mut ticket, policy, by);
                     Ok(ticket)
                 }
                 None => attempt.withdraw(&mut ticket, "timed out", timed_out(timeout.unwrap_or_default())).await,
@@ -492,7 +492,7 @@ impl Queue {
             attempt.node = Some(ticket.node.clone());
             match attempt.check(self.wait_turn(&mut ticket, policy, Wait::No).await)? {
                 Some(by) => {
-                    attempt.granted(&ticket, by);
+                    attempt.granted(&mut ticket, policy, by);
                     Ok(ticket)
                 }
                 None => attempt.withdraw(&mut ticket, "busy", busy()).await,
@@ -533,7 +533,7 @@ impl Queue {
             let watched = self.dir.child(queue[blocker].name);
             // A handoff (see `cleanup::delete_request`) shows as a data change of the zk-lock
             // node just before us; then we are first and need not list again.
-            let handoff_grants = blocker + 1 == me && policy.trusts_handoff() && is_zk_lock_node(queue[blocker].name);
+            let handoff_grants = policy.trusts_handoff(&queue, me, blocker) && is_zk_lock_node(queue[blocker].name);
             drop(queue);
             drop(children);
             tracing::trace!(target: "zk_lock", lock = %self.dir, node = %ticket.node, position = me, waits_for = %watched, "waiting");

@@ -1,0 +1,191 @@
+//! Options every lock recipe shares, set once, checked once.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use zookeeper_client as zk;
+
+use crate::error::Result;
+use crate::limits::DEFAULT_MAX_REQUEST;
+use crate::node::Layout;
+use crate::path::LockPath;
+use crate::queue::Queue;
+
+/// Options for a lock ([`Mutex`](crate::Mutex), [`RwLock`](crate::RwLock)): node data, ACLs,
+/// the server's request size limit. Made by `Mutex::builder`, `RwLock::builder`; the options
+/// are the same for every recipe, `build()` makes the recipe.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+/// let mutex = zk_lock::Mutex::builder(&client, "/locks/orders")
+///     .data(format!("host-a pid {}", std::process::id()))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct LockBuilder<R> {
+    client: zk::Client,
+    path: String,
+    data: Vec<u8>,
+    acls: Vec<zk::Acl>,
+    max_request: usize,
+    recipe: PhantomData<fn() -> R>,
+}
+
+/// The builder of a [`Mutex`](crate::Mutex).
+pub type MutexBuilder = LockBuilder<crate::Mutex>;
+
+/// The builder of a [`RwLock`](crate::RwLock).
+pub type RwLockBuilder = LockBuilder<crate::RwLock>;
+
+impl<R> std::fmt::Debug for LockBuilder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockBuilder")
+            .field("path", &self.path)
+            .field("data_len", &self.data.len())
+            .field("acls", &self.acls)
+            .field("max_request", &self.max_request)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Clone for LockBuilder<R> {
+    fn clone(&self) -> Self {
+        LockBuilder {
+            client: self.client.clone(),
+            path: self.path.clone(),
+            data: self.data.clone(),
+            acls: self.acls.clone(),
+            max_request: self.max_request,
+            recipe: PhantomData,
+        }
+    }
+}
+
+impl<R> LockBuilder<R> {
+    pub(crate) fn new(client: &zk::Client, path: String) -> LockBuilder<R> {
+        LockBuilder {
+            client: client.clone(),
+            path,
+            data: Vec::new(),
+            acls: zk::Acls::anyone_all().iter().cloned().collect(),
+            max_request: DEFAULT_MAX_REQUEST,
+            recipe: PhantomData,
+        }
+    }
+
+    /// Checks the path, the ACLs and the request size, and makes the queue of one kind of
+    /// contender (`kind`: index of its marker in `layout`).
+    pub(crate) fn queue(&self, layout: Layout, kind: usize) -> Result<Arc<Queue>> {
+        let dir = LockPath::new(self.path.clone())?;
+        let queue =
+            Queue::new(self.client.clone(), dir, layout, kind, self.data.clone(), self.acls.clone(), self.max_request)?;
+        Ok(Arc::new(queue))
+    }
+
+    /// Data stored in our lock node, readable by others through
+    /// [`Mutex::participants`](crate::Mutex::participants) (for example who holds it: host and
+    /// pid). Empty by default.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) {
+    /// let builder = zk_lock::Mutex::builder(&client, "/locks/a").data("worker-3");
+    /// # }
+    /// ```
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+
+    /// ACLs of the lock nodes and of any directory the lock creates. `world:anyone` with all
+    /// permissions by default.
+    ///
+    /// * **Directories** the lock creates get these ACLs as given. Every contender needs READ,
+    ///   CREATE and DELETE on the lock directory: DELETE of a node is decided by its *parent*,
+    ///   so with an open directory anyone can delete the holder's node and pass the lock on.
+    ///   Before its first create, a lock checks that the directory (or, if it must create it,
+    ///   these ACLs) lets it delete its node, and fails with
+    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) instead of leaving a node it could
+    ///   not remove. The check is exact for `world`, `auth` and `digest` entries (by user name:
+    ///   the server does not tell a session its password hashes) and counts `ip` entries and
+    ///   other schemes as ours when in doubt. If a delete is refused all the same (or DELETE is
+    ///   taken away later), the node is deleted in the background as soon as the permission is
+    ///   back, and meanwhile the lock creates no more nodes and does not wait behind that one:
+    ///   its acquires fail with `NotAuthorized`.
+    /// * **Lock nodes** get these ACLs without WRITE and ADMIN, plus all permissions for the
+    ///   session's own identity: only the owner can write its node, so nobody can fake its
+    ///   handoff. Every contender needs READ on the others' nodes: a waiter watches the node
+    ///   before it, and the server does not deliver watch events on a node the watcher may
+    ///   not read (a waiter refused READ fails with
+    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) and withdraws).
+    /// * An `auth` entry, as in [`zk::Acls::creator_all`], names the session's own credentials
+    ///   (`digest`, `sasl`, `x509`...), as in ZooKeeper: clients sharing those credentials can
+    ///   read each other's nodes and use a directory one of them created, and nobody else can.
+    ///   On a session without credentials it names nobody but that one session, which no other
+    ///   contender could then follow: the first acquire fails with
+    ///   [`Error::InvalidAcl`](crate::Error::InvalidAcl) before writing anything, as ZooKeeper
+    ///   itself refuses such ACLs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use zk_lock::zk::{self, Acls};
+    /// // Every worker of the fleet connects with the same credentials.
+    /// let client = zk::Client::connector().with_auth("digest", b"fleet:secret").connect("127.0.0.1:2181").await?;
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a").acls(Acls::creator_all()).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn acls(mut self, acls: zk::Acls<'_>) -> Self {
+        self.acls = acls.iter().cloned().collect();
+        self
+    }
+
+    /// The largest request the server accepts, in bytes: its `jute.maxbuffer` setting,
+    /// `0xfffff` (1 MiB - 1) unless the server is configured otherwise. A server that receives
+    /// a larger packet drops the connection without an answer, so [`build`](Self::build)
+    /// refuses a lock whose create request (path, data and ACLs) would not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// // The servers run with -Djute.maxbuffer=4194304.
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a")
+    ///     .max_request_size(4 << 20)
+    ///     .data(vec![0; 2 << 20])
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request = bytes;
+        self
+    }
+}
+
+impl MutexBuilder {
+    /// Checks the path, the ACLs and the request size, and makes the mutex. Nothing is sent to
+    /// the server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`](crate::Error::InvalidPath) for a path [`LockPath::new`] refuses,
+    /// [`Error::InvalidAcl`](crate::Error::InvalidAcl) for an empty ACL list,
+    /// [`Error::TooLarge`](crate::Error::TooLarge) when the path or the data would make a
+    /// request larger than [`max_request_size`](Self::max_request_size).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/a").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build(self) -> Result<crate::Mutex> {
+        crate::Mutex::from_builder(&self)
+    }
+}

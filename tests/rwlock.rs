@@ -1,0 +1,235 @@
+//! The read/write lock against a real ZooKeeper server: sharing, exclusion, FIFO among
+//! conflicting requests, a randomized mix that never deadlocks, cancel safety, the lock trait.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use common::{children, connect, shared_connect, unique_path};
+use zk_lock::{Error, Lock, LockGuard, Mutex, RwLock};
+
+const T: Duration = Duration::from_secs(4);
+
+async fn sessions(n: usize) -> Vec<zk_lock::zk::Client> {
+    let cs = shared_connect();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(connect(&cs, T).await);
+    }
+    out
+}
+
+async fn wait_for_nodes(client: &zk_lock::zk::Client, path: &str, n: usize) {
+    let ok =
+        common::wait_until_async(Duration::from_secs(5), || async { children(client, path).await.len() == n }).await;
+    assert!(ok, "expected {n} nodes under {path}: {:?}", children(client, path).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_readers_hold_together_in_curators_layout() {
+    let clients = sessions(5).await;
+    let path = unique_path("rw-readers");
+    let mut guards = Vec::new();
+    for c in &clients {
+        let lock = RwLock::new(c, path.clone()).unwrap();
+        guards.push(tokio::time::timeout(Duration::from_secs(5), lock.read()).await.expect("readers share").unwrap());
+    }
+    let names = children(&clients[0], &path).await;
+    assert_eq!(names.len(), 5);
+    assert!(names.iter().all(|n| n.starts_with("_c_") && n.contains("-__READ__")), "{names:?}");
+    for g in guards {
+        assert_eq!(g.state(), zk_lock::LockState::Held);
+        g.release().await.unwrap();
+    }
+    assert!(children(&clients[0], &path).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_excludes_everyone_and_a_busy_try_writes_nothing() {
+    let clients = sessions(3).await;
+    let path = unique_path("rw-writer");
+    let (a, b) = (RwLock::new(&clients[0], path.clone()).unwrap(), RwLock::new(&clients[1], path.clone()).unwrap());
+    let w = a.write().await.unwrap();
+    assert!(w.node().contains("-__WRIT__"));
+    assert!(matches!(b.try_read().await.map(drop), Err(Error::WouldBlock { .. })));
+    assert!(matches!(b.try_write().await.map(drop), Err(Error::WouldBlock { .. })));
+    assert_eq!(children(&clients[0], &path).await.len(), 1, "a busy try_* writes nothing");
+    assert!(matches!(b.read_timeout(Duration::from_millis(200)).await.map(drop), Err(Error::Timeout { .. })));
+    assert!(matches!(b.write_timeout(Duration::ZERO).await.map(drop), Err(Error::Timeout { .. })));
+    assert_eq!(children(&clients[0], &path).await.len(), 1, "timed-out contenders withdraw");
+    // A reader excludes writers but not readers.
+    w.release().await.unwrap();
+    let r = a.read().await.unwrap();
+    let r2 = b.try_read().await.expect("readers share");
+    assert!(matches!(b.try_write().await.map(drop), Err(Error::WouldBlock { .. })));
+    r.release().await.unwrap();
+    r2.release().await.unwrap();
+    let w = b.try_write().await.expect("free again");
+    w.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_queued_behind_readers_goes_before_readers_that_came_after_it() {
+    let clients = sessions(3).await;
+    let path = unique_path("rw-fifo");
+    let locks: Vec<RwLock> = clients.iter().map(|c| RwLock::new(c, path.clone()).unwrap()).collect();
+    let r1 = locks[0].read().await.unwrap();
+    let writer = tokio::spawn({
+        let lock = locks[1].clone();
+        async move { lock.write().await.unwrap() }
+    });
+    wait_for_nodes(&clients[0], &path, 2).await;
+    let late_reader = tokio::spawn({
+        let lock = locks[2].clone();
+        async move { lock.read().await.unwrap() }
+    });
+    wait_for_nodes(&clients[0], &path, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!writer.is_finished(), "the writer waits for the earlier reader");
+    assert!(!late_reader.is_finished(), "a reader that queued after a writer waits for it");
+    r1.release().await.unwrap();
+    let w = tokio::time::timeout(Duration::from_secs(5), writer).await.expect("writer granted").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!late_reader.is_finished(), "still behind the writer");
+    w.release().await.unwrap();
+    let r3 = tokio::time::timeout(Duration::from_secs(5), late_reader).await.expect("reader granted").unwrap();
+    r3.release().await.unwrap();
+    assert!(children(&clients[0], &path).await.is_empty());
+}
+
+/// A small deterministic pseudo-random sequence (xorshift), seeded and printed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(name: &str) -> Rng {
+        let seed = std::env::var("RW_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("{name}: RW_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_random_mix_of_twelve_contenders_never_deadlocks_and_never_shares_a_write() {
+    let clients = sessions(12).await;
+    let path = unique_path("rw-mix");
+    let readers = Arc::new(AtomicUsize::new(0));
+    let writers = Arc::new(AtomicUsize::new(0));
+    let violations = Arc::new(AtomicUsize::new(0));
+    let max_readers = Arc::new(AtomicUsize::new(0));
+    let mut rng = Rng::new("rw-mix");
+    let mut tasks = Vec::new();
+    for c in &clients {
+        let lock = RwLock::new(c, path.clone()).unwrap();
+        let ops: Vec<(bool, u64)> = (0..30).map(|_| (rng.below(10) < 7, rng.below(3))).collect();
+        let (readers, writers, violations, max_readers) =
+            (readers.clone(), writers.clone(), violations.clone(), max_readers.clone());
+        tasks.push(tokio::spawn(async move {
+            for (read, hold_ms) in ops {
+                let guard = if read { lock.read().await } else { lock.write().await }.expect("acquire");
+                // The invariant, at every grant: a writer is alone.
+                if read {
+                    let now = readers.fetch_add(1, Ordering::SeqCst) + 1;
+                    max_readers.fetch_max(now, Ordering::SeqCst);
+                    if writers.load(Ordering::SeqCst) != 0 {
+                        violations.fetch_add(1, Ordering::SeqCst);
+                    }
+                } else if writers.fetch_add(1, Ordering::SeqCst) != 0 || readers.load(Ordering::SeqCst) != 0 {
+                    violations.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                if read {
+                    readers.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    writers.fetch_sub(1, Ordering::SeqCst);
+                }
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(120), t).await.expect("deadlock: no progress").unwrap();
+    }
+    assert_eq!(violations.load(Ordering::SeqCst), 0, "a writer was granted beside someone");
+    eprintln!("max readers at once: {}", max_readers.load(Ordering::SeqCst));
+    assert!(max_readers.load(Ordering::SeqCst) > 1, "readers never shared");
+    assert!(children(&clients[0], &path).await.is_empty(), "nodes left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_reads_and_writes_leave_no_node() {
+    let clients = sessions(2).await;
+    let path = unique_path("rw-cancel");
+    let (a, b) = (RwLock::new(&clients[0], path.clone()).unwrap(), RwLock::new(&clients[1], path.clone()).unwrap());
+    let mut rng = Rng::new("rw-cancel");
+    let mut cancelled = 0;
+    for i in 0..60 {
+        // A writer holds every other round, so that the cancel hits a queued waiter.
+        let holder = if i % 2 == 0 { Some(b.write().await.unwrap()) } else { None };
+        let deadline = Duration::from_micros(rng.below(4000));
+        type Acquire<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = zk_lock::Result<LockGuard>> + Send + 'a>>;
+        let acquire: Acquire<'_> = if rng.below(2) == 0 { Box::pin(a.read()) } else { Box::pin(a.write()) };
+        match tokio::time::timeout(deadline, acquire).await {
+            Ok(guard) => guard.unwrap().release().await.unwrap(),
+            Err(_) => cancelled += 1,
+        }
+        if let Some(h) = holder {
+            h.release().await.unwrap();
+        }
+    }
+    assert!(cancelled >= 15, "the test must really cancel: {cancelled}");
+    let clean =
+        common::wait_until_async(Duration::from_secs(10), || async { children(&clients[0], &path).await.is_empty() })
+            .await;
+    assert!(clean, "nodes left behind: {:?}", children(&clients[0], &path).await);
+    a.write_timeout(Duration::from_secs(5)).await.expect("nobody stalls").release().await.unwrap();
+}
+
+#[tokio::test]
+async fn any_mix_of_locks_goes_through_the_lock_trait() {
+    let clients = sessions(1).await;
+    let root = unique_path("trait");
+    let rw = RwLock::new(&clients[0], format!("{root}/rw")).unwrap();
+    // Each lock, and whether a second acquire of it is refused while the first holds.
+    let locks: Vec<(Box<dyn Lock>, bool)> = vec![
+        (Box::new(Mutex::new(&clients[0], format!("{root}/m")).unwrap()), true),
+        (Box::new(rw.read_lock().clone()), false),
+        (Box::new(rw.write_lock().clone()), true),
+    ];
+    let tokens = Arc::new(StdMutex::new(Vec::new()));
+    for (lock, exclusive) in &locks {
+        let guard = lock.acquire().await.unwrap();
+        assert_eq!(guard.state(), zk_lock::LockState::Held);
+        assert!(guard.node().starts_with(lock.path().as_str()));
+        tokens.lock().unwrap().push(guard.fencing_token());
+        match lock.try_acquire().await {
+            Err(Error::WouldBlock { .. }) => assert!(*exclusive, "{lock:?}"),
+            Ok(second) => {
+                assert!(!*exclusive, "{lock:?}");
+                second.release().await.unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+        guard.release().await.unwrap();
+        lock.acquire_timeout(Duration::from_secs(1)).await.unwrap().release().await.unwrap();
+        lock.try_acquire().await.unwrap().release().await.unwrap();
+    }
+    let t = tokens.lock().unwrap().clone();
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "tokens grow across recipes too: {t:?}");
+    fn check<T: Send + Sync + 'static>() {}
+    check::<RwLock>();
+    check::<zk_lock::ReadLock>();
+    check::<zk_lock::WriteLock>();
+    check::<Box<dyn Lock>>();
+    check::<LockGuard>();
+}
