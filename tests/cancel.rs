@@ -4,29 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{children, connect, shared_connect, unique_path};
+use common::{children, connect, shared_connect, unique_path, Rng};
 use zk_lock::Mutex;
-
-/// A small deterministic pseudo-random sequence (xorshift), seeded from the clock and printed
-/// so that a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("CANCEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-        });
-        eprintln!("CANCEL_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_cancelled_locks_leave_no_node_and_stall_nobody() {
@@ -36,7 +15,7 @@ async fn two_hundred_cancelled_locks_leave_no_node_and_stall_nobody() {
     let b = connect(&cs, Duration::from_secs(4)).await;
     let ma = Mutex::new(&a, path.clone()).unwrap();
     let mb = Mutex::new(&b, path.clone()).unwrap();
-    let mut rng = Rng::new();
+    let mut rng = Rng::new("CANCEL_SEED");
     let mut granted = 0;
     let mut cancelled = 0;
     for i in 0..200 {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use common::{children, connect, shared_connect, unique_path};
+use common::{children, connect, shared_connect, unique_path, Rng};
 use zk_lock::{Error, Lock, LockGuard, Mutex, RwLock};
 
 const T: Duration = Duration::from_secs(4);
@@ -99,26 +99,6 @@ async fn a_writer_queued_behind_readers_goes_before_readers_that_came_after_it()
     assert!(children(&clients[0], &path).await.is_empty());
 }
 
-/// A small deterministic pseudo-random sequence (xorshift), seeded and printed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(name: &str) -> Rng {
-        let seed = std::env::var("RW_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-        });
-        eprintln!("{name}: RW_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_random_mix_of_twelve_contenders_never_deadlocks_and_never_shares_a_write() {
     let clients = sessions(12).await;
@@ -127,7 +107,7 @@ async fn a_random_mix_of_twelve_contenders_never_deadlocks_and_never_shares_a_wr
     let writers = Arc::new(AtomicUsize::new(0));
     let violations = Arc::new(AtomicUsize::new(0));
     let max_readers = Arc::new(AtomicUsize::new(0));
-    let mut rng = Rng::new("rw-mix");
+    let mut rng = Rng::new("RW_MIX_SEED");
     let mut tasks = Vec::new();
     for c in &clients {
         let lock = RwLock::new(c, path.clone()).unwrap();
@@ -171,7 +151,7 @@ async fn cancelled_reads_and_writes_leave_no_node() {
     let clients = sessions(2).await;
     let path = unique_path("rw-cancel");
     let (a, b) = (RwLock::new(&clients[0], path.clone()).unwrap(), RwLock::new(&clients[1], path.clone()).unwrap());
-    let mut rng = Rng::new("rw-cancel");
+    let mut rng = Rng::new("RW_CANCEL_SEED");
     let mut cancelled = 0;
     for i in 0..60 {
         // A writer holds every other round, so that the cancel hits a queued waiter.

@@ -24,6 +24,7 @@ pub mod ensemble;
 pub mod four_letter;
 pub mod process;
 pub mod proxy;
+pub mod rng;
 pub mod server;
 pub mod session;
 
@@ -34,6 +35,7 @@ pub use ensemble::ZkEnsemble;
 pub use four_letter::Mntr;
 pub use process::{pid_alive, port_accepts};
 pub use proxy::{ProxyMode, TcpProxy};
+pub use rng::Rng;
 pub use server::{shared_connect, ServerOptions, ZkServer};
 pub use session::{
     children, connect, delete_recursive, ensure_path, exists, expect_state, expire_session, expire_session_nowait,
