@@ -1,7 +1,6 @@
 //! Options every lock recipe shares, set once, checked once.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use zookeeper_client as zk;
 
@@ -9,7 +8,7 @@ use crate::error::Result;
 use crate::limits::DEFAULT_MAX_REQUEST;
 use crate::node::Layout;
 use crate::path::LockPath;
-use crate::queue::Queue;
+use crate::queue::{Mark, Queue};
 
 /// Options for a lock ([`Mutex`](crate::Mutex), [`RwLock`](crate::RwLock)): node data, ACLs,
 /// the server's request size limit. Made by `Mutex::builder`, `RwLock::builder`; the options
@@ -31,6 +30,8 @@ pub struct LockBuilder<R> {
     data: Vec<u8>,
     acls: Vec<zk::Acl>,
     max_request: usize,
+    /// A semaphore's permit count.
+    permits: u32,
     recipe: PhantomData<fn() -> R>,
 }
 
@@ -39,6 +40,9 @@ pub type MutexBuilder = LockBuilder<crate::Mutex>;
 
 /// The builder of a [`RwLock`](crate::RwLock).
 pub type RwLockBuilder = LockBuilder<crate::RwLock>;
+
+/// The builder of a [`Semaphore`](crate::Semaphore).
+pub type SemaphoreBuilder = LockBuilder<crate::Semaphore>;
 
 impl<R> std::fmt::Debug for LockBuilder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,6 +63,7 @@ impl<R> Clone for LockBuilder<R> {
             data: self.data.clone(),
             acls: self.acls.clone(),
             max_request: self.max_request,
+            permits: self.permits,
             recipe: PhantomData,
         }
     }
@@ -72,17 +77,35 @@ impl<R> LockBuilder<R> {
             data: Vec::new(),
             acls: zk::Acls::anyone_all().iter().cloned().collect(),
             max_request: DEFAULT_MAX_REQUEST,
+            permits: 1,
             recipe: PhantomData,
         }
     }
 
     /// Checks the path, the ACLs and the request size, and makes the queue of one kind of
-    /// contender (`kind`: index of its marker in `layout`).
-    pub(crate) fn queue(&self, layout: Layout, kind: usize) -> Result<Arc<Queue>> {
+    /// contender (`kind`: index of its marker in `layout`), in a directory that holds `mark`.
+    pub(crate) fn queue(&self, layout: Layout, kind: usize, mark: Option<Mark>) -> Result<Queue> {
         let dir = LockPath::new(self.path.clone())?;
         let queue =
             Queue::new(self.client.clone(), dir, layout, kind, self.data.clone(), self.acls.clone(), self.max_request)?;
-        Ok(Arc::new(queue))
+        Ok(match mark {
+            Some(mark) => queue.with_mark(mark),
+            None => queue,
+        })
+    }
+
+    /// The lock path as given.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// A semaphore's permit count.
+    pub(crate) fn permit_count(&self) -> u32 {
+        self.permits
+    }
+
+    pub(crate) fn set_permits(&mut self, permits: u32) {
+        self.permits = permits;
     }
 
     /// Data stored in our lock node, readable by others through

@@ -110,6 +110,25 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A semaphore needs at least one permit. Refused when it is built.
+    #[error("semaphore {path} needs at least one permit")]
+    InvalidPermits {
+        /// The semaphore's path.
+        path: String,
+    },
+
+    /// The semaphore's directory says another permit count than ours: every client of one
+    /// semaphore must agree on it. Nothing was written.
+    #[error("semaphore {path} has {stored:?} permits, not {permits}")]
+    PermitMismatch {
+        /// The semaphore's path.
+        path: String,
+        /// The count we asked for.
+        permits: u32,
+        /// What the directory holds.
+        stored: String,
+    },
+
     /// An operation of a [fenced write](crate::FencedWrite) failed (the lock node itself was
     /// still there): nothing of the write was applied.
     #[error("fenced write: operation {index} on {path} failed: {source}")]

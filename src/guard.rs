@@ -37,7 +37,10 @@ impl LockGuard {
         LockGuard { held: Arc::new(held) }
     }
 
-    /// The fencing token of this hold: strictly larger than every earlier holder's.
+    /// The fencing token of this hold: the creation zxid of our node. Strictly larger than the
+    /// token of every earlier holder we conflict with: every earlier holder of a mutex, every
+    /// earlier writer for a reader, everyone earlier for a writer. (Readers that hold together,
+    /// or a semaphore's holders, are not ordered among themselves by grant: fence per holder.)
     ///
     /// # Examples
     ///

@@ -14,12 +14,12 @@ use crate::queue::{Policy, Queue};
 #[derive(Debug, Clone)]
 pub(crate) struct Handle {
     queue: Arc<Queue>,
-    policy: &'static dyn Policy,
+    policy: Arc<dyn Policy>,
 }
 
 impl Handle {
-    pub(crate) fn new(queue: Arc<Queue>, policy: &'static dyn Policy) -> Handle {
-        Handle { queue, policy }
+    pub(crate) fn new(queue: Arc<Queue>, policy: impl Policy + 'static) -> Handle {
+        Handle { queue, policy: Arc::new(policy) }
     }
 
     pub(crate) fn path(&self) -> &LockPath {
@@ -28,12 +28,12 @@ impl Handle {
 
     /// Waits for our turn (for at most `timeout` once queued); `name` names the call in traces.
     pub(crate) async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<LockGuard> {
-        let ticket = self.queue.acquire(name, self.policy, timeout, std::future::ready(Ok(()))).await?;
+        let ticket = self.queue.acquire(name, &*self.policy, timeout, std::future::ready(Ok(()))).await?;
         Ok(LockGuard::new(Held::grant(&self.queue, ticket)))
     }
 
     pub(crate) async fn try_acquire(&self, name: &'static str) -> Result<LockGuard> {
-        let ticket = self.queue.try_acquire(name, self.policy).await?;
+        let ticket = self.queue.try_acquire(name, &*self.policy).await?;
         Ok(LockGuard::new(Held::grant(&self.queue, ticket)))
     }
 
@@ -41,7 +41,7 @@ impl Handle {
     pub(crate) async fn reacquire(&self, name: &'static str, guard: LockGuard) -> Result<LockGuard> {
         // The release goes out first, then the create and the listing, all before any answer
         // is awaited.
-        let ticket = self.queue.acquire(name, self.policy, None, guard.release()).await?;
+        let ticket = self.queue.acquire(name, &*self.policy, None, guard.release()).await?;
         Ok(LockGuard::new(Held::grant(&self.queue, ticket)))
     }
 

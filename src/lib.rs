@@ -6,13 +6,16 @@
 //! Every contender creates an `EPHEMERAL_SEQUENTIAL` node under the lock path; the server numbers
 //! them in arrival order. A contender holds the lock when no node that blocks it is left before
 //! its own; for a [`Mutex`] that means it is first. Otherwise it watches exactly the one node
-//! that blocks it and waits. When the holder deletes its node, only its successor is woken:
-//! one release wakes one waiter whatever the length of the queue (no thundering herd), and the
-//! lock passes strictly in arrival order (FIFO).
+//! that blocks it (for a mutex, the node just before its own) and waits. When the holder
+//! deletes its node, only the contenders that watch it are woken: for a mutex its successor
+//! alone, so one release wakes one waiter whatever the length of the queue (no thundering
+//! herd), and the lock passes strictly in arrival order (FIFO). The other recipes (below) keep
+//! arrival order among the requests that conflict and wake only whom a release concerns.
 //!
 //! * An uncontended acquire costs one round trip: the create and the listing of the directory
-//!   are sent back to back and answered together. (The first acquire through a [`Mutex`]
-//!   handle costs one more, to check its rights: see [`Mutex::lock`].)
+//!   are sent back to back and answered together. (The first acquire through a lock handle
+//!   costs one more, to check its rights, once for both sides of a [`RwLock`]: see
+//!   [`Mutex::lock`].)
 //! * Every node carries a name unique to its attempt (Curator's `_c_<uuid>-lock-` layout), so a
 //!   create whose answer was lost to a connection failure is found again by name, and adopted
 //!   only if its owner is our own session.
@@ -21,7 +24,8 @@
 //!   session is over, within bounds (see Retries below). No orphan node is left to block
 //!   everyone behind it.
 //! * Lock directories are created as container nodes, which the server reaps once empty.
-//! * A contended release is a *handoff*: one multi-op empties the holder's node and deletes it.
+//! * A contended release of a mutex or a writer is a *handoff*: one multi-op empties the
+//!   holder's node and deletes it.
 //!   The successor, which watches that node, sees the data change and knows it is first without
 //!   listing the directory again: a handoff costs one notification, not a round trip. To make
 //!   the signal unforgeable, lock nodes are created writable only by their owner: the session is
@@ -45,8 +49,13 @@
 //! * [`RwLock`] (alias [`InterProcessReadWriteLock`]): a reader waits only for the nearest
 //!   *earlier* writer, a writer for the node just before it: readers share, a writer is alone,
 //!   and conflicting requests are served in arrival order.
+//! * [`Semaphore`] (alias [`InterProcessSemaphore`]): `n` permits in arrival order; the first
+//!   waiter watches the directory (any holder's release lets it in), every later waiter only the
+//!   waiter before it, so one release fires one watch; the permit count is stored on the
+//!   semaphore's node and checked.
 //! * [`Lock`]: the object-safe trait that every lock-like recipe implements ([`Mutex`],
-//!   [`ReadLock`], [`WriteLock`]), for code that takes any lock, or a `Vec<Box<dyn Lock>>`.
+//!   [`ReadLock`], [`WriteLock`], [`Semaphore`]), for code that takes any lock, or a
+//!   `Vec<Box<dyn Lock>>`.
 //!
 //! Every recipe is built the same way, with the same options ([`LockBuilder`]: node data,
 //! ACLs, request size limit).
@@ -193,11 +202,12 @@ mod path;
 mod queue;
 mod retry;
 mod rwlock;
+mod semaphore;
 mod session;
 mod state;
 mod token;
 
-pub use builder::{LockBuilder, MutexBuilder, RwLockBuilder};
+pub use builder::{LockBuilder, MutexBuilder, RwLockBuilder, SemaphoreBuilder};
 pub use error::{Error, Result};
 pub use fenced::FencedWrite;
 pub use guard::{LockGuard, MutexGuard};
@@ -206,6 +216,7 @@ pub use mutex::{InterProcessMutex, Mutex};
 pub use participant::Participant;
 pub use path::LockPath;
 pub use rwlock::{InterProcessReadWriteLock, ReadLock, RwLock, WriteLock};
+pub use semaphore::{InterProcessSemaphore, Semaphore};
 pub use state::LockState;
 pub use token::FencingToken;
 /// The README's examples, compiled as doctests so that they stay true.

@@ -1,5 +1,6 @@
 //! The fair mutex.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
@@ -12,15 +13,15 @@ use crate::lock::impl_lock;
 use crate::node::{Contender, Layout};
 use crate::participant::Participant;
 use crate::path::LockPath;
-use crate::queue::Policy;
+use crate::queue::{Blocked, Policy};
 
 /// A mutex: everyone waits for the contender just before it.
 #[derive(Debug, Clone, Copy)]
 struct Exclusive;
 
 impl Policy for Exclusive {
-    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<usize> {
-        me.checked_sub(1)
+    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<Blocked> {
+        me.checked_sub(1).map(Blocked::By)
     }
 
     /// Only the holder hands off, and the holder's successor is then first.
@@ -84,7 +85,7 @@ pub type InterProcessMutex = Mutex;
 
 impl Mutex {
     pub(crate) fn from_builder(builder: &MutexBuilder) -> Result<Mutex> {
-        Ok(Mutex { handle: Handle::new(builder.queue(Layout::MUTEX, 0)?, &Exclusive) })
+        Ok(Mutex { handle: Handle::new(Arc::new(builder.queue(Layout::MUTEX, 0, None)?), Exclusive) })
     }
 
     /// A mutex on `path` with default options. Nothing is sent to the server.

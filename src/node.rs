@@ -39,6 +39,10 @@ impl Layout {
     /// writers.
     pub(crate) const RWLOCK: Layout = Layout { markers: &["__READ__", "__WRIT__"] };
 
+    /// The layout of a semaphore: leases in one queue (not Curator's `InterProcessSemaphoreV2`,
+    /// which needs an internal mutex beside them).
+    pub(crate) const SEMAPHORE: Layout = Layout { markers: &["lease-"] };
+
     /// Reads `name` as a contender: the text after the last marker must be a sequence number.
     /// Anything else in the directory is foreign and ignored.
     pub(crate) fn parse<'a>(&self, name: &'a str) -> Option<Contender<'a>> {

@@ -3,10 +3,11 @@
 //! 1. **Enqueue**: create an `EPHEMERAL_SEQUENTIAL` node with a name unique to this attempt and,
 //!    back to back on the same session, list the directory. Both requests go out before either
 //!    answer is read, so an uncontended acquire costs one round trip.
-//! 2. **Wait**: sort the contenders by sequence, ask the policy which earlier node blocks us,
-//!    and watch exactly that node with `get_and_watch_data` (a data watch, which unlike `exists`
-//!    leaves nothing behind when the node is already gone). When it changes or is gone, list again.
-//!    One release therefore wakes one waiter, however long the queue.
+//! 2. **Wait**: sort the contenders by sequence, ask the policy what blocks us, and watch exactly
+//!    that node with `get_and_watch_data` (a data watch, which unlike `exists` leaves nothing
+//!    behind when the node is already gone), or, when any of the contenders ahead may let us in
+//!    (a semaphore's first waiter), the directory's children. When it changes, list again. A
+//!    release therefore wakes only the contenders that watch it, however long the queue.
 //! 3. **Dequeue**: delete our node, retried until it is gone or the session is over.
 //!
 //! Any connection-ish error means "outcome unknown": after an unknown create we look for our
@@ -61,12 +62,22 @@ fn chunks(paths: &[String], budget: usize) -> Vec<&[String]> {
     chunks
 }
 
+/// What a blocked contender waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocked {
+    /// The contender at this index in the queue: watch its node.
+    By(usize),
+    /// Any one of the contenders ahead leaving (a semaphore's first waiter, which any holder's
+    /// release lets in): watch the directory's children.
+    ByAny,
+}
+
 /// Who blocks whom: the one thing recipes change.
 pub(crate) trait Policy: Send + Sync + std::fmt::Debug {
-    /// The index in `queue` (sorted, holder first) of the contender that the contender at `me`
-    /// must wait for, or `None` when it may proceed. It should name the nearest blocker, so that
-    /// one release wakes one waiter.
-    fn blocker(&self, queue: &[Contender], me: usize) -> Option<usize>;
+    /// What the contender at `me` in `queue` (sorted, holder first) must wait for, or `None`
+    /// when it may proceed. It should name the nearest blocker, so that one release wakes one
+    /// waiter.
+    fn blocker(&self, queue: &[Contender], me: usize) -> Option<Blocked>;
 
     /// Whether a handoff by `queue[blocker]` (the data change a granted holder's release makes
     /// of its node, see `cleanup::delete_request`) means that the contender at `me` may proceed,
@@ -78,6 +89,13 @@ pub(crate) trait Policy: Send + Sync + std::fmt::Debug {
     /// Whether a holder of this kind should release with a handoff: only worth it when the
     /// contenders that watch it trust it.
     fn hands_off(&self) -> bool {
+        false
+    }
+
+    /// Whether a contender granted after waiting must wake the one behind it by writing its
+    /// own node: when a grant, not only a release, changes what its successor waits for (a
+    /// semaphore's next waiter becomes the first, which watches the whole directory).
+    fn touches_on_grant(&self) -> bool {
         false
     }
 }
@@ -95,12 +113,22 @@ pub(crate) struct Queue {
     acls: Vec<zk::Acl>,
     /// The largest request the server accepts.
     max_request: usize,
+    /// What the directory's data must be, if anything.
+    mark: Option<Mark>,
     /// Made on the first enqueue: see [`Queue::prepare`].
-    prepared: OnceCell<Prepared>,
+    prepared: Arc<OnceCell<Prepared>>,
     /// Our nodes whose delete was refused for lack of permission (someone took DELETE away),
     /// while they are there: no acquire creates a node or waits behind one of them meanwhile.
     refused: Arc<Refused>,
     session: OnceLock<Arc<SessionShared>>,
+}
+
+/// What the lock directory's own data must say, for recipes that keep a setting there (a
+/// semaphore's permit count), and the error for a directory that says otherwise.
+#[derive(Debug, Clone)]
+pub(crate) struct Mark {
+    pub(crate) data: Vec<u8>,
+    pub(crate) mismatch: fn(path: &str, ours: &[u8], stored: &[u8]) -> Error,
 }
 
 /// What the first enqueue learns once for the queue's life.
@@ -125,6 +153,11 @@ pub(crate) struct Ticket {
     /// Whether we had to wait for someone: then someone likely waits behind us too, and our
     /// release is worth a handoff.
     pub(crate) waited: bool,
+    /// Whether someone was queued behind us at our last listing.
+    pub(crate) behind: bool,
+    /// How many times we wrote our own node (see `Policy::touches_on_grant`): its data version
+    /// when nobody else wrote it.
+    pub(crate) own_writes: i32,
     /// `_c_<uuid>-` of this attempt: any other node with it is a duplicate of ours.
     unique: String,
     children: Vec<String>,
@@ -173,6 +206,9 @@ impl<'a> Attempt<'a> {
         if ticket.waited && policy.hands_off() {
             ticket.cleanup.set_handoff();
         }
+        if ticket.waited && ticket.behind && policy.touches_on_grant() {
+            self.queue.touch(ticket);
+        }
         self.ended = true;
         let q = self.queue;
         let ahead = ticket.ahead.unwrap_or(0);
@@ -220,10 +256,35 @@ impl Queue {
             data,
             acls,
             max_request,
-            prepared: OnceCell::new(),
+            mark: None,
+            prepared: Arc::default(),
             refused: Arc::default(),
             session: OnceLock::new(),
         })
+    }
+
+    /// A queue of another kind of contender in the same directory (the other side of a
+    /// read/write lock): it shares what this one learns once and its record of refused nodes.
+    pub(crate) fn sibling(&self, kind: usize) -> Queue {
+        Queue {
+            client: self.client.clone(),
+            dir: self.dir.clone(),
+            layout: self.layout,
+            kind,
+            data: self.data.clone(),
+            acls: self.acls.clone(),
+            max_request: self.max_request,
+            mark: self.mark.clone(),
+            prepared: self.prepared.clone(),
+            refused: self.refused.clone(),
+            session: OnceLock::new(),
+        }
+    }
+
+    /// The directory must hold `mark` (written when we create it, checked otherwise).
+    pub(crate) fn with_mark(mut self, mark: Mark) -> Queue {
+        self.mark = Some(mark);
+        self
     }
 
     pub(crate) fn session(&self) -> &Arc<SessionShared> {
@@ -296,7 +357,38 @@ impl Queue {
                 return Err(Error::NotAuthorized { path: dir.to_owned() });
             }
         }
+        if existing.is_some() {
+            self.verify_mark().await?;
+        }
         Ok(Prepared { node_acls: node_acls(&self.acls, owner) })
+    }
+
+    /// Checks that an existing directory holds our mark; writes it into a directory that holds
+    /// nothing (made by someone else), never over anything else.
+    async fn verify_mark(&self) -> Result<()> {
+        let Some(mark) = &self.mark else { return Ok(()) };
+        let dir = self.dir.as_str();
+        loop {
+            let (data, stat) = match until_known(&self.client, dir, || self.client.get_data(dir)).await? {
+                Ok(answer) => answer,
+                // Gone meanwhile: we create it, with our mark.
+                Err(zk::Error::NoNode) => return Ok(()),
+                Err(e) => return Err(Error::from_zk(e, dir)),
+            };
+            if data == mark.data {
+                return Ok(());
+            }
+            if !data.is_empty() {
+                return Err((mark.mismatch)(dir, &mark.data, &data));
+            }
+            let write = || self.client.set_data(dir, &mark.data, Some(stat.version));
+            match until_known(&self.client, dir, write).await? {
+                Ok(_) => return Ok(()),
+                // Written meanwhile, or gone: look again.
+                Err(zk::Error::BadVersion | zk::Error::NoNode) => continue,
+                Err(e) => return Err(Error::from_zk(e, dir)),
+            }
+        }
     }
 
     /// Creates our node and lists the directory, pipelined.
@@ -367,6 +459,8 @@ impl Queue {
                 token,
                 ahead: None,
                 waited: false,
+                behind: false,
+                own_writes: 0,
                 unique: attempt.unique.clone(),
                 children,
             });
@@ -389,7 +483,34 @@ impl Queue {
     async fn make_dir(&self) -> Result<()> {
         let options = zk::CreateMode::Container.with_acls(zk::Acls::new(&self.acls));
         let dir = self.dir.as_str();
-        until_known(&self.client, dir, || self.client.mkdir(dir, &options)).await?.map_err(|e| self.create_error(e))
+        let Some(mark) = &self.mark else {
+            return until_known(&self.client, dir, || self.client.mkdir(dir, &options))
+                .await?
+                .map_err(|e| self.create_error(e));
+        };
+        // The directory itself is created with the mark, its parents plainly.
+        let made = loop {
+            let create = || self.client.create(dir, &mark.data, &options);
+            match until_known(&self.client, dir, create).await? {
+                Err(zk::Error::NoNode) => match dir.rsplit_once('/') {
+                    Some((parent, _)) if !parent.is_empty() => {
+                        let mkdir = || self.client.mkdir(parent, &options);
+                        match until_known(&self.client, parent, mkdir).await? {
+                            Ok(()) | Err(zk::Error::NodeExists) => continue,
+                            Err(e) => break Err(e),
+                        }
+                    }
+                    _ => break Err(zk::Error::NoNode),
+                },
+                made => break made.map(drop),
+            }
+        };
+        match made {
+            Ok(()) => Ok(()),
+            // Made by someone else meanwhile: with our mark?
+            Err(zk::Error::NodeExists) => self.verify_mark().await,
+            Err(e) => Err(self.create_error(e)),
+        }
     }
 
     /// Lists the directory, retrying unknown outcomes.
@@ -401,6 +522,19 @@ impl Queue {
             Err(zk::Error::NoNode) => Ok(Vec::new()),
             Err(e) => Err(Error::from_zk(e, dir)),
         }
+    }
+
+    /// Writes our node (its own data again) to wake the contender behind it; retried in the
+    /// background. The self-watch of the hold (see `session`) expects the version it makes.
+    fn touch(&self, ticket: &mut Ticket) {
+        ticket.own_writes += 1;
+        let (client, node, data) = (self.client.clone(), ticket.node.clone(), self.data.clone());
+        tokio::spawn(async move {
+            let written = until_known(&client, &node, || client.set_data(&node, &data, None)).await;
+            if let Err(error) = written.and_then(|r| r.map(drop).map_err(|e| Error::from_zk(e, &node))) {
+                tracing::debug!(target: "zk_lock", node, %error, "could not wake the next waiter; our release will");
+            }
+        });
     }
 
     /// Whether a new contender of our kind would have to wait behind `queue`.
@@ -509,6 +643,7 @@ impl Queue {
     async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy, wait: Wait) -> Result<Option<&'static str>> {
         let mut waiting = None;
         let mut retry = Retry::new(&self.client);
+        let mut dir_watch: Option<zk::OneshotWatcher> = None;
         loop {
             // The listing is not kept while we wait: with a long queue it is the bulk of a
             // waiter's memory.
@@ -523,16 +658,51 @@ impl Queue {
             if self.behind_refused(&queue, me) {
                 return Err(Error::NotAuthorized { path: self.dir.to_string() });
             }
-            let Some(blocker) = policy.blocker(&queue, me) else {
-                return Ok(Some("listing"));
-            };
-            if wait == Wait::No {
+            ticket.behind = me + 1 < queue.len();
+            let blocked = policy.blocker(&queue, me);
+            if blocked.is_some() && wait == Wait::No {
                 return Ok(None);
             }
+            let blocker = match blocked {
+                None => return Ok(Some("listing")),
+                Some(Blocked::By(blocker)) => blocker,
+                Some(Blocked::ByAny) => {
+                    waiting.get_or_insert_with(|| self.session().waiting());
+                    ticket.waited = true;
+                    drop(queue);
+                    drop(children);
+                    // Wait for the directory to change (first time round: list it with a watch
+                    // right away, the listing we have was taken without one).
+                    if let Some(watcher) = dir_watch.take() {
+                        tokio::select! {
+                            _ = watcher.changed() => {}
+                            () = &mut refusal => {}
+                        }
+                    }
+                    let dir = self.dir.as_str();
+                    match self.client.list_and_watch_children(dir).await {
+                        Ok((children, watcher)) => {
+                            retry.reset();
+                            ticket.children = children;
+                            dir_watch = Some(watcher);
+                        }
+                        Err(e) => match outcome(&e) {
+                            Outcome::Unknown => {
+                                retry.wait(dir).await?;
+                                ticket.children = self.list().await?;
+                            }
+                            _ => return Err(Error::from_zk(e, dir)),
+                        },
+                    }
+                    continue;
+                }
+            };
+            // Blocked by one node now: a directory watch, if we had one, is removed.
+            dir_watch = None;
             waiting.get_or_insert_with(|| self.session().waiting());
             let watched = self.dir.child(queue[blocker].name);
             // A handoff (see `cleanup::delete_request`) shows as a data change of the zk-lock
-            // node just before us; then we are first and need not list again.
+            // node that blocks us; the policy says whether that lets us in without listing again.
             let handoff_grants = policy.trusts_handoff(&queue, me, blocker) && is_zk_lock_node(queue[blocker].name);
             drop(queue);
             drop(children);

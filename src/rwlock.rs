@@ -1,5 +1,6 @@
 //! The fair read/write lock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
@@ -12,7 +13,7 @@ use crate::lock::impl_lock;
 use crate::node::{Contender, Layout};
 use crate::participant::Participant;
 use crate::path::LockPath;
-use crate::queue::Policy;
+use crate::queue::{Blocked, Policy};
 
 /// Index of the readers' marker in [`Layout::RWLOCK`].
 const READ: usize = 0;
@@ -25,8 +26,8 @@ const WRITE: usize = 1;
 struct Readers;
 
 impl Policy for Readers {
-    fn blocker(&self, queue: &[Contender], me: usize) -> Option<usize> {
-        queue[..me].iter().rposition(|c| c.kind == WRITE)
+    fn blocker(&self, queue: &[Contender], me: usize) -> Option<Blocked> {
+        queue[..me].iter().rposition(|c| c.kind == WRITE).map(Blocked::By)
     }
 
     /// The nearest earlier writer hands off only once it held the lock, so first in the
@@ -42,8 +43,8 @@ impl Policy for Readers {
 struct Writers;
 
 impl Policy for Writers {
-    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<usize> {
-        me.checked_sub(1)
+    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<Blocked> {
+        me.checked_sub(1).map(Blocked::By)
     }
 
     /// A writer that held was first; a reader that held may have had other readers beside it.
@@ -63,12 +64,16 @@ impl Policy for Writers {
 /// writer that asked *earlier* is queued or holds, and watches the nearest such writer; a
 /// writer waits for everyone that asked before it, and watches the node just before its own.
 /// So a stream of readers never starves a writer, and readers that queued after a writer wait
-/// for it. One release wakes only the contenders that it unblocks.
+/// for it. A release wakes only the contenders that watch its node: a writer's, every reader up
+/// to the next writer (all of which it lets in) or the writer right after it; a reader's, at
+/// most the writer just behind it (which may still wait for readers before it). No reader ever
+/// watches a reader.
 ///
 /// The node layout is Apache Curator's `InterProcessReadWriteLock` (`_c_<uuid>-__READ__<seq>`,
 /// `_c_<uuid>-__WRIT__<seq>`), so Curator processes on the same path share the queue. Both
 /// sides return the same [`LockGuard`] as a [`Mutex`](crate::Mutex), with fencing token
-/// (a later writer's token is larger than that of every reader granted before it), state,
+/// (a writer's token is larger than that of every earlier holder, a reader's larger than every
+/// earlier writer's), state,
 /// `lost()` and fenced writes. The two sides, [`ReadLock`] and [`WriteLock`], implement
 /// [`Lock`](crate::Lock).
 ///
@@ -157,9 +162,13 @@ impl RwLockBuilder {
     /// # Ok(()) }
     /// ```
     pub fn build(self) -> Result<RwLock> {
+        // One directory: the two sides share what the first acquire learns and the record of
+        // nodes whose delete was refused.
+        let readers = self.queue(Layout::RWLOCK, READ, None)?;
+        let writers = readers.sibling(WRITE);
         Ok(RwLock {
-            read: ReadLock { handle: Handle::new(self.queue(Layout::RWLOCK, READ)?, &Readers) },
-            write: WriteLock { handle: Handle::new(self.queue(Layout::RWLOCK, WRITE)?, &Writers) },
+            read: ReadLock { handle: Handle::new(Arc::new(readers), Readers) },
+            write: WriteLock { handle: Handle::new(Arc::new(writers), Writers) },
         })
     }
 }

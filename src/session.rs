@@ -265,6 +265,7 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
             return;
         }
         let path = t.node.clone();
+        let own_writes = t.own_writes;
         let session = t.session().clone();
         let retry_in = session.heartbeat_every;
         drop(t);
@@ -281,6 +282,12 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
                     lose("lock node belongs to another session");
                     return;
                 }
+                // Only our own release (and a semaphore's grant, counted in `own_writes`)
+                // writes our node: anyone else's write may have handed the lock on.
+                if stat.version > own_writes {
+                    lose("lock node written by someone else");
+                    return;
+                }
                 let event = watcher.changed().await;
                 match event.event_type {
                     zk::EventType::NodeDeleted => {
@@ -288,12 +295,7 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
                         return;
                     }
                     zk::EventType::Session => return,
-                    // Only our own release writes our node: anyone else's write may have handed
-                    // the lock to our successor.
-                    zk::EventType::NodeDataChanged => {
-                        lose("lock node written by someone else");
-                        return;
-                    }
+                    // Look again: whose write it was shows in the version.
                     _ => continue,
                 }
             }

@@ -67,10 +67,12 @@ pub(crate) struct Tracker {
     releasing: AtomicBool,
     /// Set once a watch on our own node has been armed by the monitor.
     pub(crate) watched: AtomicBool,
+    /// How many times we wrote our node ourselves while holding: its expected data version.
+    pub(crate) own_writes: i32,
 }
 
 impl Tracker {
-    pub(crate) fn new(session: Arc<SessionShared>, lock: String, node: String) -> Arc<Tracker> {
+    pub(crate) fn new(session: Arc<SessionShared>, lock: String, node: String, own_writes: i32) -> Arc<Tracker> {
         let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
         let (tx, _) = watch::channel(initial);
         let tracker = Arc::new(Tracker {
@@ -81,6 +83,7 @@ impl Tracker {
             since: Instant::now(),
             releasing: AtomicBool::new(false),
             watched: AtomicBool::new(false),
+            own_writes,
         });
         tracker.session.register(&tracker);
         tracker

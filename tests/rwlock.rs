@@ -68,6 +68,7 @@ async fn a_writer_excludes_everyone_and_a_busy_try_writes_nothing() {
     r2.release().await.unwrap();
     let w = b.try_write().await.expect("free again");
     w.release().await.unwrap();
+    assert!(children(&clients[0], &path).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,9 +159,18 @@ async fn cancelled_reads_and_writes_leave_no_node() {
         let holder = if i % 2 == 0 { Some(b.write().await.unwrap()) } else { None };
         let deadline = Duration::from_micros(rng.below(4000));
         type Acquire<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = zk_lock::Result<LockGuard>> + Send + 'a>>;
-        let acquire: Acquire<'_> = if rng.below(2) == 0 { Box::pin(a.read()) } else { Box::pin(a.write()) };
+        let acquire: Acquire<'_> = match rng.below(6) {
+            0 => Box::pin(a.read()),
+            1 => Box::pin(a.write()),
+            2 => Box::pin(a.read_timeout(Duration::from_secs(5))),
+            3 => Box::pin(a.write_timeout(Duration::from_secs(5))),
+            4 => Box::pin(a.try_read()),
+            _ => Box::pin(a.write_lock().acquire()),
+        };
         match tokio::time::timeout(deadline, acquire).await {
-            Ok(guard) => guard.unwrap().release().await.unwrap(),
+            Ok(Ok(guard)) => guard.release().await.unwrap(),
+            Ok(Err(Error::WouldBlock { .. })) => {}
+            Ok(Err(e)) => panic!("{e}"),
             Err(_) => cancelled += 1,
         }
         if let Some(h) = holder {
@@ -204,6 +214,9 @@ async fn any_mix_of_locks_goes_through_the_lock_trait() {
         lock.acquire_timeout(Duration::from_secs(1)).await.unwrap().release().await.unwrap();
         lock.try_acquire().await.unwrap().release().await.unwrap();
     }
+    for dir in ["m", "rw"] {
+        assert!(children(&clients[0], &format!("{root}/{dir}")).await.is_empty());
+    }
     let t = tokens.lock().unwrap().clone();
     assert!(t.windows(2).all(|w| w[0] < w[1]), "tokens grow across recipes too: {t:?}");
     fn check<T: Send + Sync + 'static>() {}
@@ -212,4 +225,98 @@ async fn any_mix_of_locks_goes_through_the_lock_trait() {
     check::<zk_lock::WriteLock>();
     check::<Box<dyn Lock>>();
     check::<LockGuard>();
+}
+
+/// Parses `wchp` output: watched path -> watching session ids.
+fn watchers_by_path(wchp: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut current = None;
+    for line in wchp.lines() {
+        if line.starts_with('/') {
+            current = Some(line.trim().to_owned());
+            map.entry(line.trim().to_owned()).or_default();
+        } else if let (Some(p), true) = (&current, !line.trim().is_empty()) {
+            map.get_mut(p).unwrap().push(line.trim().to_owned());
+        }
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_watch_the_nearest_earlier_writer_and_no_reader_watches_a_reader() {
+    let server = common::ZkServer::start();
+    let cs = server.connect_string();
+    let path = "/herd/rw";
+    // W holds; then R1..R5, W2, R6 queue, in that order.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(connect(&cs, Duration::from_secs(10)).await);
+    }
+    let locks: Vec<RwLock> = clients.iter().map(|c| RwLock::new(c, path).unwrap()).collect();
+    let w = locks[0].write().await.unwrap();
+    let mut waiting = Vec::new();
+    for (i, lock) in locks.iter().enumerate().skip(1) {
+        let lock = lock.clone();
+        let write = i == 6;
+        waiting.push(tokio::spawn(async move { if write { lock.write().await } else { lock.read().await }.unwrap() }));
+        wait_for_nodes(&clients[0], path, i + 1).await;
+    }
+    let session = |i: usize| format!("{:#x}", clients[i].session_id().0);
+    let nodes: Vec<String> = locks[0].participants().await.unwrap().iter().map(|p| p.node().to_owned()).collect();
+    let expected = |wchp: &std::collections::HashMap<String, Vec<String>>| {
+        let on = |node: &str| -> Vec<String> {
+            let mut w: Vec<String> = wchp.get(node).cloned().unwrap_or_default();
+            w.retain(|s| *s != session(0)); // W's watch on its own node
+            w.sort();
+            w
+        };
+        let mut readers: Vec<String> = (1..=5).map(session).collect();
+        readers.sort();
+        on(&nodes[0]) == readers
+            && (1..5).all(|i| on(&nodes[i]).is_empty())
+            && on(&nodes[5]) == [session(6)]
+            && on(&nodes[6]) == [session(7)]
+    };
+    let ok =
+        common::wait_until(Duration::from_secs(10), || expected(&watchers_by_path(&server.four_letter("wchp")))).await;
+    assert!(ok, "watches: {}\nnodes: {nodes:?}", server.four_letter("wchp"));
+    w.release().await.unwrap();
+    // R1..R5 are granted together; W2 waits for all of them; R6 for W2.
+    let mut readers = Vec::new();
+    for t in waiting.drain(..5) {
+        readers.push(tokio::time::timeout(Duration::from_secs(5), t).await.expect("readers granted").unwrap());
+    }
+    for r in readers {
+        r.release().await.unwrap();
+    }
+    for t in waiting {
+        let g = tokio::time::timeout(Duration::from_secs(5), t).await.expect("granted in turn").unwrap();
+        g.release().await.unwrap();
+    }
+    assert!(children(&clients[0], path).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_delete_on_one_side_stops_the_other_side_too() {
+    use zk_lock::zk::{Acl, Acls, AuthId, Permission};
+    let cs = shared_connect();
+    let a = connect(&cs, Duration::from_secs(10)).await;
+    let admin = connect(&cs, T).await;
+    let path = unique_path("rw-refused");
+    common::ensure_path(&admin, &path).await;
+    let lock = RwLock::new(&a, path.clone()).unwrap();
+    let r = lock.read().await.unwrap();
+    let no_delete =
+        [Acl::new(Permission::READ | Permission::WRITE | Permission::CREATE | Permission::ADMIN, AuthId::anyone())];
+    admin.set_acl(&path, &no_delete, None).await.unwrap();
+    assert!(matches!(r.release().await, Err(Error::NotAuthorized { .. })));
+    // Neither side adds a node behind our orphan.
+    assert!(matches!(lock.write_timeout(Duration::from_secs(2)).await.map(drop), Err(Error::NotAuthorized { .. })));
+    assert!(matches!(lock.try_read().await.map(drop), Err(Error::NotAuthorized { .. })));
+    assert_eq!(children(&admin, &path).await.len(), 1);
+    admin.set_acl(&path, &Acls::anyone_all(), None).await.unwrap();
+    let gone =
+        common::wait_until_async(Duration::from_secs(5), || async { children(&admin, &path).await.is_empty() }).await;
+    assert!(gone);
+    lock.try_write().await.expect("free again").release().await.unwrap();
 }
