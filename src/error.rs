@@ -110,6 +110,14 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A [`MultiLock`](crate::MultiLock) needs at least one member, and at most one per path
+    /// (a second member on the same path would wait for the first). Refused when it is made.
+    #[error("invalid multi-lock: {reason}")]
+    InvalidLockSet {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// A semaphore needs at least one permit. Refused when it is built.
     #[error("semaphore {path} needs at least one permit")]
     InvalidPermits {

@@ -53,6 +53,9 @@
 //!   waiter watches the directory (any holder's release lets it in), every later waiter only the
 //!   waiter before it, so one release fires one watch; the permit count is stored on the
 //!   semaphore's node and checked.
+//! * [`MultiLock`]: several locks of any kind taken together, all or nothing, in one canonical
+//!   order (by path, so overlapping multi-locks never deadlock), under one deadline; on
+//!   failure, what was taken is released in reverse order before the call returns.
 //! * [`Lock`]: the object-safe trait that every lock-like recipe implements ([`Mutex`],
 //!   [`ReadLock`], [`WriteLock`], [`Semaphore`]), for code that takes any lock, or a
 //!   `Vec<Box<dyn Lock>>`.
@@ -195,6 +198,7 @@ mod held;
 mod identity;
 mod limits;
 mod lock;
+mod multi;
 mod mutex;
 mod node;
 mod participant;
@@ -212,6 +216,7 @@ pub use error::{Error, Result};
 pub use fenced::FencedWrite;
 pub use guard::{LockGuard, MutexGuard};
 pub use lock::Lock;
+pub use multi::{MultiGuard, MultiLock};
 pub use mutex::{InterProcessMutex, Mutex};
 pub use participant::Participant;
 pub use path::LockPath;
