@@ -51,8 +51,9 @@
 //!   and conflicting requests are served in arrival order.
 //! * [`Semaphore`] (alias [`InterProcessSemaphore`]): `n` permits in arrival order; the first
 //!   waiter watches the directory (any holder's release lets it in), every later waiter only the
-//!   waiter before it, so one release fires one watch; the permit count is stored on the
-//!   semaphore's node and checked.
+//!   contender before it, so a release fires one watch and the grant it causes one more,
+//!   whatever the queue's length; the permit count is stored on the semaphore's node and
+//!   checked.
 //! * [`MultiLock`]: several locks of any kind taken together, all or nothing, in one canonical
 //!   order (by path, so overlapping multi-locks never deadlock), under one deadline; on
 //!   failure, what was taken is released in reverse order before the call returns.

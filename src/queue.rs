@@ -115,6 +115,10 @@ pub(crate) struct Queue {
     max_request: usize,
     /// What the directory's data must be, if anything.
     mark: Option<Mark>,
+    /// The creation zxid of the directory whose mark we checked last (0: none yet): a
+    /// directory created again since (a container reaped, then made by someone else) is
+    /// checked again.
+    marked: Arc<std::sync::atomic::AtomicI64>,
     /// Made on the first enqueue: see [`Queue::prepare`].
     prepared: Arc<OnceCell<Prepared>>,
     /// Our nodes whose delete was refused for lack of permission (someone took DELETE away),
@@ -206,7 +210,9 @@ impl<'a> Attempt<'a> {
         if ticket.waited && policy.hands_off() {
             ticket.cleanup.set_handoff();
         }
-        if ticket.waited && ticket.behind && policy.touches_on_grant() {
+        // Also when granted at once: a contender behind us may have listed before we did and
+        // be watching us as a waiter.
+        if ticket.behind && policy.touches_on_grant() {
             self.queue.touch(ticket);
         }
         self.ended = true;
@@ -257,6 +263,7 @@ impl Queue {
             acls,
             max_request,
             mark: None,
+            marked: Arc::default(),
             prepared: Arc::default(),
             refused: Arc::default(),
             session: OnceLock::new(),
@@ -275,6 +282,7 @@ impl Queue {
             acls: self.acls.clone(),
             max_request: self.max_request,
             mark: self.mark.clone(),
+            marked: self.marked.clone(),
             prepared: self.prepared.clone(),
             refused: self.refused.clone(),
             session: OnceLock::new(),
@@ -357,8 +365,13 @@ impl Queue {
                 return Err(Error::NotAuthorized { path: dir.to_owned() });
             }
         }
-        if existing.is_some() {
-            self.verify_mark().await?;
+        if self.mark.is_some() {
+            // A directory that holds a setting is made now, with ours, or checked: not left
+            // for another client to make with another one between this check and our create.
+            match existing {
+                Some(_) => self.verify_mark().await?,
+                None => self.make_dir().await?,
+            }
         }
         Ok(Prepared { node_acls: node_acls(&self.acls, owner) })
     }
@@ -376,6 +389,7 @@ impl Queue {
                 Err(e) => return Err(Error::from_zk(e, dir)),
             };
             if data == mark.data {
+                self.marked.store(stat.czxid, std::sync::atomic::Ordering::Release);
                 return Ok(());
             }
             if !data.is_empty() {
@@ -383,12 +397,28 @@ impl Queue {
             }
             let write = || self.client.set_data(dir, &mark.data, Some(stat.version));
             match until_known(&self.client, dir, write).await? {
-                Ok(_) => return Ok(()),
+                Ok(stat) => {
+                    self.marked.store(stat.czxid, std::sync::atomic::Ordering::Release);
+                    return Ok(());
+                }
                 // Written meanwhile, or gone: look again.
                 Err(zk::Error::BadVersion | zk::Error::NoNode) => continue,
                 Err(e) => return Err(Error::from_zk(e, dir)),
             }
         }
+    }
+
+    /// A directory other than the one whose mark we checked: check it, and withdraw our node
+    /// from it if it says otherwise.
+    async fn check_marked(&self, czxid: i64, cleanup: &mut NodeCleanup) -> Result<()> {
+        if czxid == self.marked.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Err(e) = self.verify_mark().await {
+            cleanup.delete_now().await?;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Creates our node and lists the directory, pipelined.
@@ -407,7 +437,14 @@ impl Queue {
         loop {
             let sent = std::time::Instant::now();
             let create = self.client.create(&prefix, &self.data, &options);
-            let list = self.client.list_children(self.dir.as_str());
+            // With a mark, the listing also says which directory it is (polled, so sent, right
+            // after the create).
+            let list = async {
+                match &self.mark {
+                    None => self.client.list_children(self.dir.as_str()).await.map(|c| (c, None)),
+                    Some(_) => self.client.get_children(self.dir.as_str()).await.map(|(c, s)| (c, Some(s))),
+                }
+            };
             let (created, listed) = tokio::join!(create, list);
             let (node, stat) = match created {
                 Ok((stat, seq)) => {
@@ -446,7 +483,12 @@ impl Queue {
             let name = node[self.dir.as_str().len() + 1..].to_owned();
             let seq = self.layout.parse(&name).map(|c| c.seq).unwrap_or(-1);
             let children = match listed {
-                Ok(children) if children.contains(&name) => children,
+                Ok((children, dir)) if children.contains(&name) => {
+                    if let Some(dir) = dir {
+                        self.check_marked(dir.czxid, &mut cleanup).await?;
+                    }
+                    children
+                }
                 _ => self.list().await?,
             };
             let token = FencingToken::from_i64(stat.czxid);
@@ -502,7 +544,11 @@ impl Queue {
                     }
                     _ => break Err(zk::Error::NoNode),
                 },
-                made => break made.map(drop),
+                Ok((stat, _)) => {
+                    self.marked.store(stat.czxid, std::sync::atomic::Ordering::Release);
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
             }
         };
         match made {
@@ -530,9 +576,18 @@ impl Queue {
         ticket.own_writes += 1;
         let (client, node, data) = (self.client.clone(), ticket.node.clone(), self.data.clone());
         tokio::spawn(async move {
-            let written = until_known(&client, &node, || client.set_data(&node, &data, None)).await;
-            if let Err(error) = written.and_then(|r| r.map(drop).map_err(|e| Error::from_zk(e, &node))) {
-                tracing::debug!(target: "zk_lock", node, %error, "could not wake the next waiter; our release will");
+            // Only from version 0: a retry after an unknown outcome must not write twice (the
+            // self-watch would take a second write for someone else's).
+            let written = until_known(&client, &node, || client.set_data(&node, &data, Some(0))).await;
+            match written {
+                Ok(Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoNode)) => {}
+                Ok(Err(e)) => {
+                    let error = Error::from_zk(e, &node);
+                    tracing::debug!(target: "zk_lock", node, %error, "could not wake the next waiter; our release will");
+                }
+                Err(error) => {
+                    tracing::debug!(target: "zk_lock", node, %error, "could not wake the next waiter; our release will")
+                }
             }
         });
     }
@@ -712,6 +767,8 @@ impl Queue {
             // (Without READ on the node we could not be woken at all: the server does not
             // deliver watch events on nodes the watcher may not read.)
             match self.client.get_and_watch_data(&watched).await {
+                // Written before our watch was set: the grant that touched it already happened.
+                Ok((_, stat, _)) if stat.version > 0 && policy.touches_on_grant() => retry.reset(),
                 Ok((_, _, watcher)) => {
                     retry.reset();
                     tokio::select! {

@@ -16,9 +16,9 @@ use crate::queue::{Blocked, Mark, Policy};
 
 /// `n` permits, in arrival order. The first `n` contenders hold; the first waiter (the
 /// `n + 1`-th) is let in by whichever holder leaves first, so it watches the directory's
-/// children; every later waiter watches the waiter just before it, which wakes it by leaving or,
-/// once granted, by writing its own node (then the next waiter is the first). So one release
-/// fires one watch, whatever the queue's length.
+/// children; every later waiter watches the contender just before it, which wakes it by leaving
+/// or, once granted, by writing its own node (then the next waiter is the first). So a release
+/// fires one watch, and the grant it causes one more, whatever the queue's length.
 #[derive(Debug, Clone, Copy)]
 struct Permits(usize);
 
@@ -48,16 +48,19 @@ fn mismatch(path: &str, ours: &[u8], stored: &[u8]) -> Error {
 /// path: at most `permits` holders at once, granted strictly in arrival order.
 ///
 /// Every contender creates an `EPHEMERAL_SEQUENTIAL` lease node; the first `permits` hold. The
-/// first waiter watches the directory, since any holder's release lets it in; each later waiter
-/// watches only the waiter just before it, which wakes it when it leaves or is granted. One
-/// release therefore fires one watch whatever the queue's length, and an uncontended acquire
-/// costs one round trip, as for a [`Mutex`](crate::Mutex) (Curator's `InterProcessSemaphoreV2`
-/// takes an internal mutex for every acquire).
+/// first waiter watches the directory, since any holder's release lets it in (a contender that
+/// joins or leaves behind it wakes it too, for one listing); each later waiter watches only the
+/// contender just before it, which, once granted, rewrites its own node to wake it. A release
+/// therefore fires one watch, and the grant it causes one more, whatever the queue's length;
+/// an uncontended acquire costs one round trip, as for a [`Mutex`](crate::Mutex) (Curator's
+/// `InterProcessSemaphoreV2` takes an internal mutex for every acquire).
 ///
 /// The permit count is stored in the semaphore's node (as decimal text, like Kazoo's
 /// `Semaphore`): a client asking for another count gets [`Error::PermitMismatch`] and writes
-/// nothing. It is checked on the first acquire through a handle and whenever the directory is
-/// created again. The layout (`_c_<uuid>-lease-<seq>`) is zk-lock's own: Curator's and Kazoo's
+/// nothing. It is checked on the first acquire through a handle (which creates the node with its
+/// count if there is none), and again whenever the node turns out to have been made again since
+/// (a container reaped when empty, then made by another client): then the acquire withdraws the
+/// node it had just created and fails with `PermitMismatch`. The layout (`_c_<uuid>-lease-<seq>`) is zk-lock's own: Curator's and Kazoo's
 /// semaphores on the same path do not share its count.
 ///
 /// A permit is a [`LockGuard`]: fencing token (strictly larger for every later grant, but

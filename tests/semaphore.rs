@@ -226,3 +226,32 @@ async fn cancelled_acquires_leave_no_node() {
             .await;
     assert!(clean, "nodes left behind: {:?}", children(&clients[0], &path).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_waiter_a_release_fires_exactly_one_watch() {
+    let server = ZkServer::start();
+    let cs = server.connect_string();
+    let path = "/herd/sem1";
+    let clients = sessions(&cs, 3, Duration::from_secs(10)).await;
+    let sems: Vec<Semaphore> = clients.iter().map(|c| Semaphore::new(c, path, 2).unwrap()).collect();
+    let (h1, h2) = (sems[0].acquire().await.unwrap(), sems[1].acquire().await.unwrap());
+    let waiter = tokio::spawn({
+        let s = sems[2].clone();
+        async move { s.acquire().await.unwrap() }
+    });
+    wait_for_nodes(&clients[0], path, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let wchp = watchers_by_path(&server.four_letter("wchp"));
+    let own = wchp.get(h1.node()).map_or(0, |w| w.len()) as i64;
+    let before = server.mntr();
+    h1.release().await.unwrap();
+    let granted = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("granted").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = server.mntr();
+    let fired = |key: &str| after.get(key).unwrap_or(0) - before.get(key).unwrap_or(0);
+    assert_eq!(fired("zk_sum_node_children_watch_count"), 1, "the first waiter's directory watch");
+    let data = fired("zk_sum_node_deleted_watch_count") + fired("zk_sum_node_changed_watch_count");
+    assert_eq!(data - own, 0, "nothing else: nobody is behind the waiter, so its grant writes nothing");
+    granted.release().await.unwrap();
+    h2.release().await.unwrap();
+}

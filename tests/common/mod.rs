@@ -20,6 +20,7 @@
 //! call does not stall the client's session task or the proxy.
 #![allow(dead_code, unused_imports)]
 
+pub mod delay;
 pub mod ensemble;
 pub mod four_letter;
 pub mod process;
@@ -31,6 +32,7 @@ pub mod session;
 use std::future::Future;
 use std::time::Duration;
 
+pub use delay::DelayProxy;
 pub use ensemble::ZkEnsemble;
 pub use four_letter::Mntr;
 pub use process::{pid_alive, port_accepts};
