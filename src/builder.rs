@@ -41,6 +41,9 @@ pub type MutexBuilder = LockBuilder<crate::Mutex>;
 /// The builder of a [`RwLock`](crate::RwLock).
 pub type RwLockBuilder = LockBuilder<crate::RwLock>;
 
+/// The builder of a [`LeaderElection`](crate::LeaderElection).
+pub type LeaderElectionBuilder = LockBuilder<crate::LeaderElection>;
+
 /// The builder of a [`Semaphore`](crate::Semaphore).
 pub type SemaphoreBuilder = LockBuilder<crate::Semaphore>;
 

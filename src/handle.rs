@@ -48,4 +48,9 @@ impl Handle {
     pub(crate) async fn participants(&self) -> Result<Vec<Participant>> {
         self.queue.participants().await
     }
+
+    /// The first contender now, and a watch that fires when that may change.
+    pub(crate) async fn first(&self) -> Result<(Option<Participant>, zookeeper_client::OneshotWatcher)> {
+        self.queue.first().await
+    }
 }

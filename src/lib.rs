@@ -54,6 +54,10 @@
 //!   contender before it, so a release fires one watch and the grant it causes one more,
 //!   whatever the queue's length; the permit count is stored on the semaphore's node and
 //!   checked.
+//! * [`LeaderElection`] (alias [`LeaderLatch`]): candidates queue, the first leads;
+//!   [`campaign`](LeaderElection::campaign) returns a [`Leadership`] with the guard's state,
+//!   `lost()` and `resign()`; [`leader`](LeaderElection::leader) and
+//!   [`observe`](LeaderElection::observe) tell anyone who leads.
 //! * [`MultiLock`]: several locks of any kind taken together, all or nothing, in one canonical
 //!   order (by path, so overlapping multi-locks never deadlock), under one deadline; on
 //!   failure, what was taken is released in reverse order before the call returns.
@@ -190,6 +194,7 @@
 mod access;
 mod builder;
 mod cleanup;
+mod election;
 mod error;
 mod events;
 mod fenced;
@@ -212,7 +217,8 @@ mod session;
 mod state;
 mod token;
 
-pub use builder::{LockBuilder, MutexBuilder, RwLockBuilder, SemaphoreBuilder};
+pub use builder::{LeaderElectionBuilder, LockBuilder, MutexBuilder, RwLockBuilder, SemaphoreBuilder};
+pub use election::{LeaderElection, LeaderLatch, LeaderWatch, Leadership};
 pub use error::{Error, Result};
 pub use fenced::FencedWrite;
 pub use guard::{LockGuard, MutexGuard};

@@ -10,29 +10,10 @@ use crate::error::Result;
 use crate::guard::MutexGuard;
 use crate::handle::Handle;
 use crate::lock::impl_lock;
-use crate::node::{Contender, Layout};
+use crate::node::Layout;
 use crate::participant::Participant;
 use crate::path::LockPath;
-use crate::queue::{Blocked, Policy};
-
-/// A mutex: everyone waits for the contender just before it.
-#[derive(Debug, Clone, Copy)]
-struct Exclusive;
-
-impl Policy for Exclusive {
-    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<Blocked> {
-        me.checked_sub(1).map(Blocked::By)
-    }
-
-    /// Only the holder hands off, and the holder's successor is then first.
-    fn trusts_handoff(&self, _queue: &[Contender], _me: usize, _blocker: usize) -> bool {
-        true
-    }
-
-    fn hands_off(&self) -> bool {
-        true
-    }
-}
+use crate::queue::Exclusive;
 
 /// A fair, herd-free mutual-exclusion lock shared by every process that uses the same
 /// ZooKeeper path.

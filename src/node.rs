@@ -41,6 +41,9 @@ impl Layout {
 
     /// The layout of a semaphore: leases in one queue (not Curator's `InterProcessSemaphoreV2`,
     /// which needs an internal mutex beside them).
+    /// The layout of a leader election (Curator's `LeaderLatch`: `_c_<uuid>-latch-<seq>`).
+    pub(crate) const LATCH: Layout = Layout { markers: &["latch-"] };
+
     pub(crate) const SEMAPHORE: Layout = Layout { markers: &["lease-"] };
 
     /// Reads `name` as a contender: the text after the last marker must be a sequence number.

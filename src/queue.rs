@@ -100,6 +100,26 @@ pub(crate) trait Policy: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// One at a time, first come first served: everyone waits for the contender just before it (a
+/// mutex, a leader election).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exclusive;
+
+impl Policy for Exclusive {
+    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<Blocked> {
+        me.checked_sub(1).map(Blocked::By)
+    }
+
+    /// Only the holder hands off, and the holder's successor is then first.
+    fn trusts_handoff(&self, _queue: &[Contender], _me: usize, _blocker: usize) -> bool {
+        true
+    }
+
+    fn hands_off(&self) -> bool {
+        true
+    }
+}
+
 /// The fixed part of a queue: where, how nodes are named, what they carry.
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -560,7 +580,7 @@ impl Queue {
     }
 
     /// Lists the directory, retrying unknown outcomes.
-    async fn list(&self) -> Result<Vec<String>> {
+    pub(crate) async fn list(&self) -> Result<Vec<String>> {
         // A read proves nothing about the leader: it does not count as heard.
         let dir = self.dir.as_str();
         match until_known(&self.client, dir, || self.client.list_children(dir)).await? {
@@ -788,6 +808,47 @@ impl Queue {
                 },
             }
             ticket.children = self.list().await?;
+        }
+    }
+
+    /// The first contender in the queue now, with a watch that fires when that may change:
+    /// on its node while there is one (its deletion or a write), on the directory's children
+    /// while the queue is empty.
+    pub(crate) async fn first(&self) -> Result<(Option<crate::Participant>, zk::OneshotWatcher)> {
+        let dir = self.dir.as_str();
+        loop {
+            let children = self.list().await?;
+            let first = self.layout.contenders(&children).first().map(|c| (self.dir.child(c.name), c.seq));
+            match first {
+                Some((node, seq)) => {
+                    match until_known(&self.client, &node, || self.client.get_and_watch_data(&node)).await? {
+                        Ok((data, stat, watcher)) => {
+                            let owner = zk::SessionId(stat.ephemeral_owner);
+                            let token = FencingToken::from_i64(stat.czxid);
+                            return Ok((Some(crate::Participant::new(node, seq, owner, Some(data), token)), watcher));
+                        }
+                        // Gone meanwhile: look again.
+                        Err(zk::Error::NoNode) => continue,
+                        Err(e) => return Err(Error::from_zk(e, &node)),
+                    }
+                }
+                None => match until_known(&self.client, dir, || self.client.list_and_watch_children(dir)).await? {
+                    Ok((children, watcher)) if self.layout.contenders(&children).is_empty() => {
+                        return Ok((None, watcher));
+                    }
+                    Ok(_) => continue,
+                    // No directory (yet): nobody leads; wait for someone to make it.
+                    Err(zk::Error::NoNode) => {
+                        let exists = || self.client.check_and_watch_stat(dir);
+                        match until_known(&self.client, dir, exists).await? {
+                            Ok((None, watcher)) => return Ok((None, watcher)),
+                            Ok((Some(_), _)) => continue,
+                            Err(e) => return Err(Error::from_zk(e, dir)),
+                        }
+                    }
+                    Err(e) => return Err(Error::from_zk(e, dir)),
+                },
+            }
         }
     }
 

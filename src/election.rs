@@ -1,0 +1,431 @@
+//! Leader election: candidates queue, the first leads.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use crate::builder::LeaderElectionBuilder;
+use crate::error::Result;
+use crate::guard::LockGuard;
+use crate::handle::Handle;
+use crate::node::Layout;
+use crate::participant::Participant;
+use crate::path::LockPath;
+use crate::queue::Exclusive;
+use crate::state::LockState;
+use crate::token::FencingToken;
+
+/// A leader election shared by every process that uses the same ZooKeeper path: candidates
+/// queue in arrival order and the first one leads, until it resigns or its session ends; then
+/// the next in line leads. Only the next in line is woken (no herd).
+///
+/// Leading means: our node is first, and it is our current session's (a node is adopted only
+/// if its `ephemeralOwner` is our session). A [`Leadership`] knows when it ends: it turns
+/// `Suspended` when the connection is lost and `Lost` *before* the server can expire the
+/// session and let the next candidate lead, like every guard of this crate. Its
+/// [`fencing_token`](Leadership::fencing_token) is an epoch: strictly larger for every later
+/// leader.
+///
+/// The node layout is Apache Curator's `LeaderLatch` (`_c_<uuid>-latch-<seq>`), so Curator
+/// latches on the same path take part in the same election. Anyone, candidate or not, can ask
+/// [`leader`](LeaderElection::leader) or follow the changes with
+/// [`observe`](LeaderElection::observe).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+/// use zk_lock::LeaderElection;
+///
+/// let election = LeaderElection::builder(&client, "/election/scheduler").data("host-a").build()?;
+/// let leadership = election.campaign().await?;
+/// println!("leading, epoch {}", leadership.fencing_token());
+/// tokio::select! {
+///     _ = async { /* lead */ } => {}
+///     _ = leadership.lost() => eprintln!("no longer leading"),
+/// }
+/// leadership.resign().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    handle: Handle,
+}
+
+/// The name Apache Curator users know this recipe by.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+/// let latch = zk_lock::LeaderLatch::new(&client, "/election/scheduler")?;
+/// latch.campaign().await?.resign().await?;
+/// # Ok(()) }
+/// ```
+pub type LeaderLatch = LeaderElection;
+
+/// Our leadership, from [`LeaderElection::campaign`]: the state, `lost()` and fencing token of
+/// a guard, and [`resign`](Leadership::resign).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+/// let leadership = election.campaign().await?;
+/// assert_eq!(leadership.state(), zk_lock::LockState::Held);
+/// leadership.resign().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "if unused the leadership is given up at once"]
+pub struct Leadership {
+    guard: LockGuard,
+}
+
+impl LeaderElectionBuilder {
+    /// Checks the path, the ACLs and the request size, and makes the election. Nothing is sent
+    /// to the server.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`MutexBuilder::build`](crate::MutexBuilder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// let election = zk_lock::LeaderElection::builder(&client, "/election/a").data("me").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build(self) -> Result<LeaderElection> {
+        let queue = self.queue(Layout::LATCH, 0, None)?;
+        Ok(LeaderElection { handle: Handle::new(std::sync::Arc::new(queue), Exclusive) })
+    }
+}
+
+impl LeaderElection {
+    /// An election on `path`. Nothing is sent to the server.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`MutexBuilder::build`](crate::MutexBuilder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// let election = zk_lock::LeaderElection::new(&client, "/election/a")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn new(client: &zk::Client, path: impl Into<String>) -> Result<LeaderElection> {
+        LeaderElection::builder(client, path).build()
+    }
+
+    /// A builder for an election on `path`: the candidate's node data (what
+    /// [`leader`](LeaderElection::leader) shows others), ACLs, request size limit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// let election = zk_lock::LeaderElection::builder(&client, "/election/a").data("host-a").build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(client: &zk::Client, path: impl Into<String>) -> LeaderElectionBuilder {
+        LeaderElectionBuilder::new(client, path.into())
+    }
+
+    /// The election's path.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(election: zk_lock::LeaderElection) {
+    /// println!("{}", election.path());
+    /// # }
+    /// ```
+    pub fn path(&self) -> &LockPath {
+        self.handle.path()
+    }
+
+    /// Stands as a candidate and waits until we lead. Every call is a new candidate, at the
+    /// back of the line.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::lock`](crate::Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future withdraws the candidate (its node is deleted).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+    /// let leadership = election.campaign().await?;
+    /// leadership.resign().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn campaign(&self) -> Result<Leadership> {
+        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign", None).await? })
+    }
+
+    /// [`campaign`](LeaderElection::campaign), giving up if we do not lead within `timeout`
+    /// (see [`Mutex::lock_timeout`](crate::Mutex::lock_timeout) for what it covers).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`](crate::Error::Timeout), our candidate withdrawn; those of
+    /// [`campaign`](LeaderElection::campaign).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, like [`campaign`](LeaderElection::campaign).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+    /// if let Ok(leadership) = election.campaign_timeout(std::time::Duration::from_secs(1)).await {
+    ///     leadership.resign().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn campaign_timeout(&self, timeout: Duration) -> Result<Leadership> {
+        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign_timeout", Some(timeout)).await? })
+    }
+
+    /// Who leads now (the first candidate in line), or `None` when nobody does. Anyone can ask.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAuthorized`](crate::Error::NotAuthorized) when an ACL refuses the reads,
+    /// session errors, [`Error::ConnectionLoss`](crate::Error::ConnectionLoss).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+    /// match election.leader().await? {
+    ///     Some(leader) => println!("{} leads", String::from_utf8_lossy(leader.data().unwrap_or(b"?"))),
+    ///     None => println!("nobody leads"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn leader(&self) -> Result<Option<Participant>> {
+        Ok(self.handle.first().await?.0)
+    }
+
+    /// Follows who leads: see [`LeaderWatch`]. Its first [`changed`](LeaderWatch::changed)
+    /// answers at once with who leads now, every later one with the next change.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+    /// let mut leaders = election.observe();
+    /// loop {
+    ///     let leader = leaders.changed().await?;
+    ///     println!("now leading: {:?}", leader.map(|l| l.node().to_owned()));
+    /// }
+    /// # }
+    /// ```
+    pub fn observe(&self) -> LeaderWatch {
+        LeaderWatch { handle: self.handle.clone(), last: None, started: false, watcher: None }
+    }
+
+    /// The candidates in line now, the leader first.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::participants`](crate::Mutex::participants).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+    /// println!("{} candidates", election.participants().await?.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        self.handle.participants().await
+    }
+}
+
+/// Who leads an election, as it changes: from [`LeaderElection::observe`]. Each change is
+/// reported once, in order; a leadership shorter than one round trip can pass unseen (the next
+/// report names whoever leads then). Costs one read and one watch per change, on the leader's
+/// node (on the directory while nobody leads).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+/// let mut leaders = election.observe();
+/// let now = leaders.changed().await?; // who leads now
+/// let next = leaders.changed().await?; // the next leader (or None)
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LeaderWatch {
+    handle: Handle,
+    /// The node of the leader reported last.
+    last: Option<String>,
+    started: bool,
+    watcher: Option<zk::OneshotWatcher>,
+}
+
+impl LeaderWatch {
+    /// Waits for the leader to change and returns the new one (`None`: nobody leads). The first
+    /// call returns who leads now.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`LeaderElection::leader`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a change that happens while no call is waiting is reported by the next.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mut leaders: zk_lock::LeaderWatch) -> zk_lock::Result<()> {
+    /// while let Some(leader) = leaders.changed().await? {
+    ///     println!("{} leads", leader.node());
+    /// }
+    /// println!("nobody leads");
+    /// # Ok(()) }
+    /// ```
+    pub async fn changed(&mut self) -> Result<Option<Participant>> {
+        loop {
+            // (If this future is dropped while it waits, the watch goes with it: the next call
+            // then looks at once, so nothing that changed meanwhile is missed.)
+            if let Some(watcher) = self.watcher.take() {
+                watcher.changed().await;
+            }
+            let (leader, watcher) = self.handle.first().await?;
+            self.watcher = Some(watcher);
+            let node = leader.as_ref().map(|l| l.node().to_owned());
+            if !self.started || node != self.last {
+                self.started = true;
+                self.last = node;
+                return Ok(leader);
+            }
+        }
+    }
+}
+
+impl Leadership {
+    /// The leader's epoch: the creation zxid of its node, strictly larger for every later
+    /// leader. Hand it to what the leader writes to, to fence a deposed leader out.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// let epoch = leadership.fencing_token();
+    /// # }
+    /// ```
+    pub fn fencing_token(&self) -> FencingToken {
+        self.guard.fencing_token()
+    }
+
+    /// Full path of our candidate node.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// println!("leading through {}", leadership.node());
+    /// # }
+    /// ```
+    pub fn node(&self) -> &str {
+        self.guard.node()
+    }
+
+    /// Whether we still lead: `Held`, `Suspended` (the connection is lost: we can no longer be
+    /// sure) or `Lost` (we do not lead any more, or the server may already let the next lead).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// if leadership.state() != zk_lock::LockState::Held {
+    ///     return; // stop leading
+    /// }
+    /// # }
+    /// ```
+    pub fn state(&self) -> LockState {
+        self.guard.state()
+    }
+
+    /// A watch of [`state`](Leadership::state).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// let mut states = leadership.state_watcher();
+    /// while states.changed().await.is_ok() {
+    ///     println!("leadership now {:?}", *states.borrow());
+    /// }
+    /// # }
+    /// ```
+    pub fn state_watcher(&self) -> watch::Receiver<LockState> {
+        self.guard.state_watcher()
+    }
+
+    /// Resolves once the leadership is `Lost`: before the next candidate can lead.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn lead() {}
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// tokio::select! {
+    ///     _ = lead() => {}
+    ///     _ = leadership.lost() => eprintln!("deposed"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn lost(&self) {
+        self.guard.lost().await
+    }
+
+    /// Steps down: deletes our node, so that the next candidate leads (woken alone, by a
+    /// handoff when we had waited for our turn).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`LockGuard::release`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the delete goes on in the background.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) -> zk_lock::Result<()> {
+    /// leadership.resign().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resign(self) -> Result<()> {
+        self.guard.release().await
+    }
+}

@@ -1,0 +1,141 @@
+//! Leader election against a real ZooKeeper server: arrival order, resign hands over, a leader
+//! whose session is force-expired knows before the next one leads, observers see each change once.
+
+mod common;
+
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use common::{children, connect, shared_connect, unique_path, ZkServer};
+use zk_lock::{LeaderElection, LockState};
+
+const T: Duration = Duration::from_secs(4);
+
+/// Every leader an observer reported (its node), with the time.
+type Seen = Arc<StdMutex<Vec<(Instant, Option<String>)>>>;
+
+fn record(election: &LeaderElection) -> Seen {
+    let seen: Seen = Arc::default();
+    let mut watch = election.observe();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(leader) = watch.changed().await {
+            out.lock().unwrap().push((Instant::now(), leader.map(|l| l.node().to_owned())));
+        }
+    });
+    seen
+}
+
+fn nodes(seen: &StdMutex<Vec<(Instant, Option<String>)>>) -> Vec<Option<String>> {
+    seen.lock().unwrap().iter().map(|(_, n)| n.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_lead_in_arrival_order_and_resign_hands_over() {
+    let cs = shared_connect();
+    let path = unique_path("election");
+    let (a, b, c, o) = (connect(&cs, T).await, connect(&cs, T).await, connect(&cs, T).await, connect(&cs, T).await);
+    let observer = LeaderElection::new(&o, path.clone()).unwrap();
+    assert!(observer.leader().await.unwrap().is_none(), "nobody leads yet");
+    let seen = record(&observer);
+    let ea = LeaderElection::builder(&a, path.clone()).data("a").build().unwrap();
+    let la = ea.campaign().await.unwrap();
+    assert!(la.node().contains("-latch-"), "Curator's LeaderLatch layout: {}", la.node());
+    let leader = observer.leader().await.unwrap().unwrap();
+    assert_eq!((leader.node(), leader.data()), (la.node(), Some(&b"a"[..])));
+    let eb = LeaderElection::new(&b, path.clone()).unwrap();
+    let ec = LeaderElection::new(&c, path.clone()).unwrap();
+    let wb = tokio::spawn(async move { eb.campaign().await.unwrap() });
+    common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await;
+    let wc = tokio::spawn(async move { ec.campaign().await.unwrap() });
+    common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 3 }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!wb.is_finished() && !wc.is_finished(), "one leader at a time");
+    // Each leader resigns once the observer has seen it: then every change is reported.
+    let seen_lead = |node: String| {
+        let seen = seen.clone();
+        async move {
+            let ok = common::wait_until(Duration::from_secs(5), || nodes(&seen).contains(&Some(node.clone()))).await;
+            assert!(ok, "observer never saw {node}: {:?}", nodes(&seen));
+        }
+    };
+    let first_epoch = la.fencing_token();
+    let a_node = la.node().to_owned();
+    seen_lead(a_node.clone()).await;
+    la.resign().await.unwrap();
+    let lb = tokio::time::timeout(Duration::from_secs(5), wb).await.expect("the next in line leads").unwrap();
+    assert!(lb.fencing_token() > first_epoch, "epochs grow");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!wc.is_finished());
+    let b_node = lb.node().to_owned();
+    seen_lead(b_node.clone()).await;
+    lb.resign().await.unwrap();
+    let lc = tokio::time::timeout(Duration::from_secs(5), wc).await.expect("then the last").unwrap();
+    let c_node = lc.node().to_owned();
+    seen_lead(c_node.clone()).await;
+    lc.resign().await.unwrap();
+    let done = common::wait_until(Duration::from_secs(5), || nodes(&seen).len() == 5).await;
+    assert!(done, "{:?}", nodes(&seen));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(nodes(&seen), [None, Some(a_node), Some(b_node), Some(c_node), None], "each change once, in order");
+    assert!(children(&a, &path).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_expired_leader_knows_before_the_next_one_leads() {
+    let server = ZkServer::start();
+    let cs = server.connect_string();
+    let path = "/election/expiry";
+    let timeout = Duration::from_secs(4);
+    let (a, b, o) = (connect(&cs, timeout).await, connect(&cs, timeout).await, connect(&cs, timeout).await);
+    let observer = LeaderElection::new(&o, path).unwrap();
+    let la = LeaderElection::new(&a, path).unwrap().campaign().await.unwrap();
+    let seen = record(&observer);
+    let mut states = la.state_watcher();
+    let lost_at = Arc::new(StdMutex::new(None));
+    let out = lost_at.clone();
+    tokio::spawn(async move {
+        let _ = states.wait_for(|s| *s == LockState::Lost).await;
+        *out.lock().unwrap() = Some(Instant::now());
+    });
+    let eb = LeaderElection::new(&b, path).unwrap();
+    let wb = tokio::spawn(async move {
+        let lb = eb.campaign().await.unwrap();
+        (Instant::now(), lb)
+    });
+    common::wait_until_async(Duration::from_secs(5), || async { children(&b, path).await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::expire_session(&cs, &a).await;
+    let (led_at, lb) =
+        tokio::time::timeout(Duration::from_secs(10), wb).await.expect("the next in line leads").unwrap();
+    let lost = lost_at.lock().unwrap().expect("the old leader saw its loss");
+    assert!(lost <= led_at, "the old leader must know first");
+    assert_eq!(la.state(), LockState::Lost);
+    let done = common::wait_until(Duration::from_secs(5), || nodes(&seen).len() == 2).await;
+    assert!(done, "{:?}", nodes(&seen));
+    assert_eq!(nodes(&seen), [Some(la.node().to_owned()), Some(lb.node().to_owned())]);
+    assert!(matches!(la.resign().await, Err(zk_lock::Error::LockLost { .. })));
+    lb.resign().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_candidate_leaves_no_node() {
+    let cs = shared_connect();
+    let path = unique_path("election-cancel");
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    let leading = LeaderElection::new(&a, path.clone()).unwrap().campaign().await.unwrap();
+    let eb = LeaderElection::new(&b, path.clone()).unwrap();
+    for i in 0..20u64 {
+        let _ = tokio::time::timeout(Duration::from_millis(i * 2), eb.campaign()).await;
+    }
+    assert!(matches!(
+        eb.campaign_timeout(Duration::from_millis(100)).await.map(drop),
+        Err(zk_lock::Error::Timeout { .. })
+    ));
+    let clean =
+        common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 1 }).await;
+    assert!(clean, "{:?}", children(&a, &path).await);
+    leading.resign().await.unwrap();
+    eb.campaign().await.unwrap().resign().await.unwrap();
+    assert!(children(&a, &path).await.is_empty());
+}
