@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use common::{children, connect, shared_connect, unique_path, ZkServer};
+use common::{children, connect, four_letter::watchers_by_path, shared_connect, unique_path, ZkServer};
 use zk_lock::zk::{self, Acls, CreateMode};
 use zk_lock::{Error, FencingToken, LockState, Mutex};
 
@@ -56,21 +55,6 @@ async fn sixteen_contenders_fifty_cycles_fifo_exclusive_and_tokens_grow() {
     assert_eq!(inversions, 0, "grants out of node-sequence order");
     assert!(grants.windows(2).all(|w| w[1].1 > w[0].1), "fencing tokens must grow from holder to holder");
     assert!(children(&clients[0], &path).await.is_empty(), "nodes left behind");
-}
-
-/// Parses `wchp` output: watched path -> watching session ids.
-fn watchers_by_path(wchp: &str) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    let mut current = None;
-    for line in wchp.lines() {
-        if line.starts_with('/') {
-            current = Some(line.trim().to_owned());
-            map.entry(line.trim().to_owned()).or_default();
-        } else if let (Some(p), true) = (&current, !line.trim().is_empty()) {
-            map.get_mut(p).unwrap().push(line.trim().to_owned());
-        }
-    }
-    map
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

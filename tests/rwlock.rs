@@ -7,29 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use common::{children, connect, shared_connect, unique_path, Rng};
+use common::{
+    children, connect, connect_many, four_letter::watchers_by_path, shared_connect, unique_path, wait_for_children, Rng,
+};
 use zk_lock::{Error, Lock, LockGuard, Mutex, RwLock};
 
 const T: Duration = Duration::from_secs(4);
 
-async fn sessions(n: usize) -> Vec<zk_lock::zk::Client> {
-    let cs = shared_connect();
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(connect(&cs, T).await);
-    }
-    out
-}
-
-async fn wait_for_nodes(client: &zk_lock::zk::Client, path: &str, n: usize) {
-    let ok =
-        common::wait_until_async(Duration::from_secs(5), || async { children(client, path).await.len() == n }).await;
-    assert!(ok, "expected {n} nodes under {path}: {:?}", children(client, path).await);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_readers_hold_together_in_curators_layout() {
-    let clients = sessions(5).await;
+    let clients = connect_many(&shared_connect(), 5, T).await;
     let path = unique_path("rw-readers");
     let mut guards = Vec::new();
     for c in &clients {
@@ -48,7 +35,7 @@ async fn many_readers_hold_together_in_curators_layout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_excludes_everyone_and_a_busy_try_writes_nothing() {
-    let clients = sessions(3).await;
+    let clients = connect_many(&shared_connect(), 3, T).await;
     let path = unique_path("rw-writer");
     let (a, b) = (RwLock::new(&clients[0], path.clone()).unwrap(), RwLock::new(&clients[1], path.clone()).unwrap());
     let w = a.write().await.unwrap();
@@ -73,7 +60,7 @@ async fn a_writer_excludes_everyone_and_a_busy_try_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_queued_behind_readers_goes_before_readers_that_came_after_it() {
-    let clients = sessions(3).await;
+    let clients = connect_many(&shared_connect(), 3, T).await;
     let path = unique_path("rw-fifo");
     let locks: Vec<RwLock> = clients.iter().map(|c| RwLock::new(c, path.clone()).unwrap()).collect();
     let r1 = locks[0].read().await.unwrap();
@@ -81,12 +68,12 @@ async fn a_writer_queued_behind_readers_goes_before_readers_that_came_after_it()
         let lock = locks[1].clone();
         async move { lock.write().await.unwrap() }
     });
-    wait_for_nodes(&clients[0], &path, 2).await;
+    wait_for_children(&clients[0], &path, 2).await;
     let late_reader = tokio::spawn({
         let lock = locks[2].clone();
         async move { lock.read().await.unwrap() }
     });
-    wait_for_nodes(&clients[0], &path, 3).await;
+    wait_for_children(&clients[0], &path, 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!writer.is_finished(), "the writer waits for the earlier reader");
     assert!(!late_reader.is_finished(), "a reader that queued after a writer waits for it");
@@ -102,7 +89,7 @@ async fn a_writer_queued_behind_readers_goes_before_readers_that_came_after_it()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_random_mix_of_twelve_contenders_never_deadlocks_and_never_shares_a_write() {
-    let clients = sessions(12).await;
+    let clients = connect_many(&shared_connect(), 12, T).await;
     let path = unique_path("rw-mix");
     let readers = Arc::new(AtomicUsize::new(0));
     let writers = Arc::new(AtomicUsize::new(0));
@@ -149,7 +136,7 @@ async fn a_random_mix_of_twelve_contenders_never_deadlocks_and_never_shares_a_wr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_reads_and_writes_leave_no_node() {
-    let clients = sessions(2).await;
+    let clients = connect_many(&shared_connect(), 2, T).await;
     let path = unique_path("rw-cancel");
     let (a, b) = (RwLock::new(&clients[0], path.clone()).unwrap(), RwLock::new(&clients[1], path.clone()).unwrap());
     let mut rng = Rng::new("RW_CANCEL_SEED");
@@ -187,7 +174,7 @@ async fn cancelled_reads_and_writes_leave_no_node() {
 
 #[tokio::test]
 async fn any_mix_of_locks_goes_through_the_lock_trait() {
-    let clients = sessions(1).await;
+    let clients = connect_many(&shared_connect(), 1, T).await;
     let root = unique_path("trait");
     let rw = RwLock::new(&clients[0], format!("{root}/rw")).unwrap();
     // Each lock, and whether a second acquire of it is refused while the first holds.
@@ -227,21 +214,6 @@ async fn any_mix_of_locks_goes_through_the_lock_trait() {
     check::<LockGuard>();
 }
 
-/// Parses `wchp` output: watched path -> watching session ids.
-fn watchers_by_path(wchp: &str) -> std::collections::HashMap<String, Vec<String>> {
-    let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
-    let mut current = None;
-    for line in wchp.lines() {
-        if line.starts_with('/') {
-            current = Some(line.trim().to_owned());
-            map.entry(line.trim().to_owned()).or_default();
-        } else if let (Some(p), true) = (&current, !line.trim().is_empty()) {
-            map.get_mut(p).unwrap().push(line.trim().to_owned());
-        }
-    }
-    map
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_watch_the_nearest_earlier_writer_and_no_reader_watches_a_reader() {
     let server = common::ZkServer::start();
@@ -259,7 +231,7 @@ async fn readers_watch_the_nearest_earlier_writer_and_no_reader_watches_a_reader
         let lock = lock.clone();
         let write = i == 6;
         waiting.push(tokio::spawn(async move { if write { lock.write().await } else { lock.read().await }.unwrap() }));
-        wait_for_nodes(&clients[0], path, i + 1).await;
+        wait_for_children(&clients[0], path, i + 1).await;
     }
     let session = |i: usize| format!("{:#x}", clients[i].session_id().0);
     let nodes: Vec<String> = locks[0].participants().await.unwrap().iter().map(|p| p.node().to_owned()).collect();

@@ -3,34 +3,22 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{children, connect, shared_connect, unique_path, Rng, ZkServer};
+use common::{
+    children, connect, connect_many, four_letter::watchers_by_path, shared_connect, unique_path, wait_for_children,
+    Rng, ZkServer,
+};
 use zk_lock::{Error, Semaphore};
 
 const T: Duration = Duration::from_secs(4);
 
-async fn sessions(cs: &str, n: usize, timeout: Duration) -> Vec<zk_lock::zk::Client> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(connect(cs, timeout).await);
-    }
-    out
-}
-
-async fn wait_for_nodes(client: &zk_lock::zk::Client, path: &str, n: usize) {
-    let ok =
-        common::wait_until_async(Duration::from_secs(5), || async { children(client, path).await.len() == n }).await;
-    assert!(ok, "expected {n} nodes under {path}: {:?}", children(client, path).await);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twelve_contenders_never_exceed_three_permits() {
     let cs = shared_connect();
-    let clients = sessions(&cs, 12, T).await;
+    let clients = connect_many(&cs, 12, T).await;
     let path = unique_path("sem-load");
     let holders = Arc::new(AtomicUsize::new(0));
     let max_holders = Arc::new(AtomicUsize::new(0));
@@ -63,7 +51,7 @@ async fn twelve_contenders_never_exceed_three_permits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permits_are_granted_in_arrival_order() {
     let cs = shared_connect();
-    let clients = sessions(&cs, 9, T).await;
+    let clients = connect_many(&cs, 9, T).await;
     let path = unique_path("sem-fifo");
     let sems: Vec<Semaphore> = clients.iter().map(|c| Semaphore::new(c, path.clone(), 3).unwrap()).collect();
     let mut held = Vec::new();
@@ -78,7 +66,7 @@ async fn permits_are_granted_in_arrival_order() {
             let permit = s.acquire().await.unwrap();
             tx.send((i, permit)).unwrap();
         });
-        wait_for_nodes(&clients[0], &path, 4 + i).await;
+        wait_for_children(&clients[0], &path, 4 + i).await;
     }
     assert!(matches!(sems[0].try_acquire().await.map(drop), Err(Error::WouldBlock { .. })));
     // Each release lets in exactly the next waiter in arrival order, whichever holder leaves.
@@ -101,27 +89,12 @@ async fn permits_are_granted_in_arrival_order() {
     assert!(children(&clients[0], &path).await.is_empty());
 }
 
-/// Parses `wchp` output: watched path -> watching session ids.
-fn watchers_by_path(wchp: &str) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    let mut current = None;
-    for line in wchp.lines() {
-        if line.starts_with('/') {
-            current = Some(line.trim().to_owned());
-            map.entry(line.trim().to_owned()).or_default();
-        } else if let (Some(p), true) = (&current, !line.trim().is_empty()) {
-            map.get_mut(p).unwrap().push(line.trim().to_owned());
-        }
-    }
-    map
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_release_fires_one_watch_whatever_the_queue() {
     let server = ZkServer::start();
     let cs = server.connect_string();
     let path = "/herd/sem";
-    let clients = sessions(&cs, 3 + 12, Duration::from_secs(10)).await;
+    let clients = connect_many(&cs, 3 + 12, Duration::from_secs(10)).await;
     let sems: Vec<Semaphore> = clients.iter().map(|c| Semaphore::new(c, path, 3).unwrap()).collect();
     let mut held = Vec::new();
     for s in &sems[..3] {
@@ -200,7 +173,7 @@ async fn a_different_permit_count_is_refused_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_acquires_leave_no_node() {
     let cs = shared_connect();
-    let clients = sessions(&cs, 3, T).await;
+    let clients = connect_many(&cs, 3, T).await;
     let path = unique_path("sem-cancel");
     let sems: Vec<Semaphore> = clients.iter().map(|c| Semaphore::new(c, path.clone(), 2).unwrap()).collect();
     let mut rng = Rng::new("SEM_CANCEL_SEED");
@@ -232,14 +205,14 @@ async fn with_one_waiter_a_release_fires_exactly_one_watch() {
     let server = ZkServer::start();
     let cs = server.connect_string();
     let path = "/herd/sem1";
-    let clients = sessions(&cs, 3, Duration::from_secs(10)).await;
+    let clients = connect_many(&cs, 3, Duration::from_secs(10)).await;
     let sems: Vec<Semaphore> = clients.iter().map(|c| Semaphore::new(c, path, 2).unwrap()).collect();
     let (h1, h2) = (sems[0].acquire().await.unwrap(), sems[1].acquire().await.unwrap());
     let waiter = tokio::spawn({
         let s = sems[2].clone();
         async move { s.acquire().await.unwrap() }
     });
-    wait_for_nodes(&clients[0], path, 3).await;
+    wait_for_children(&clients[0], path, 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let wchp = watchers_by_path(&server.four_letter("wchp"));
     let own = wchp.get(h1.node()).map_or(0, |w| w.len()) as i64;

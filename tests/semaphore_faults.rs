@@ -19,23 +19,43 @@ async fn wait_nodes(c: &zk_lock::zk::Client, path: &str, n: usize) {
     );
 }
 
+/// A fresh server; two sessions holding both permits of a 2-permit semaphore on `path`; one
+/// more session direct and one through a [`DelayProxy`] (no delay yet).
+struct TwoHolders {
+    server: ZkServer,
+    proxy: DelayProxy,
+    h2: zk_lock::zk::Client,
+    direct: zk_lock::zk::Client,
+    delayed: zk_lock::zk::Client,
+    g1: zk_lock::LockGuard,
+    g2: zk_lock::LockGuard,
+    _h1: zk_lock::zk::Client,
+}
+
+async fn two_holders(path: &str) -> TwoHolders {
+    let server = ZkServer::start();
+    let cs = server.connect_string();
+    let (h1, h2, direct) = (connect(&cs, S).await, connect(&cs, S).await, connect(&cs, S).await);
+    let proxy = DelayProxy::start(server.addr(), Duration::ZERO).await;
+    let delayed = connect(&proxy.addr.to_string(), S).await;
+    let g1 = sem(&h1, path).acquire().await.unwrap();
+    let g2 = sem(&h2, path).acquire().await.unwrap();
+    TwoHolders { server, proxy, h2, direct, delayed, g1, g2, _h1: h1 }
+}
+
+fn sem(c: &zk_lock::zk::Client, path: &str) -> Semaphore {
+    Semaphore::new(c, path, 2).unwrap()
+}
+
 /// The grant's touch lands between the successor's listing and its `get_and_watch_data`: the
 /// successor must see that the node was written already, not wait for a change to come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_touch_before_the_successors_watch_still_wakes_it() {
-    let server = ZkServer::start();
     let path = "/r/a";
-    let (h1, h2, p) = (
-        connect(&server.connect_string(), S).await,
-        connect(&server.connect_string(), S).await,
-        connect(&server.connect_string(), S).await,
-    );
-    let proxy = DelayProxy::start(server.addr(), Duration::ZERO).await;
-    let w = connect(&proxy.addr.to_string(), S).await;
+    let TwoHolders { server: _server, proxy, h2, direct: p, delayed: w, g1, g2, .. } = two_holders(path).await;
+    let h1 = h2.clone();
     proxy.set_delay(Duration::from_millis(800));
-    let sem = |c: &zk_lock::zk::Client| Semaphore::new(c, path, 2).unwrap();
-    let g1 = sem(&h1).acquire().await.unwrap();
-    let g2 = sem(&h2).acquire().await.unwrap();
+    let sem = |c: &zk_lock::zk::Client| sem(c, path);
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     let ps = sem(&p);
     tokio::spawn(async move { ptx.send(ps.acquire().await.unwrap()).unwrap() });
@@ -70,18 +90,10 @@ async fn a_touch_before_the_successors_watch_still_wakes_it() {
 /// P must wake W all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_contender_granted_at_once_wakes_the_one_watching_it() {
-    let server = ZkServer::start();
     let path = "/r/b";
-    let (h1, h2, w) = (
-        connect(&server.connect_string(), S).await,
-        connect(&server.connect_string(), S).await,
-        connect(&server.connect_string(), S).await,
-    );
-    let proxy = DelayProxy::start(server.addr(), Duration::ZERO).await;
-    let p = connect(&proxy.addr.to_string(), S).await;
-    let sem = |c: &zk_lock::zk::Client| Semaphore::new(c, path, 2).unwrap();
-    let g1 = sem(&h1).acquire().await.unwrap();
-    let g2 = sem(&h2).acquire().await.unwrap();
+    let TwoHolders { server: _server, proxy, h2, direct: w, delayed: p, g1, g2, .. } = two_holders(path).await;
+    let h1 = h2.clone();
+    let sem = |c: &zk_lock::zk::Client| sem(c, path);
     let ps = sem(&p);
     // P's rights check done beforehand (its first acquire costs one more round trip).
     ps.try_acquire().await.map(drop).unwrap_err();
@@ -111,18 +123,10 @@ async fn a_contender_granted_at_once_wakes_the_one_watching_it() {
 /// self-watch takes the second write for someone else's and declares the permit lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retried_touch_is_not_taken_for_a_foreign_write() {
-    let server = ZkServer::start();
     let path = "/r/c";
-    let (h1, h2, w) = (
-        connect(&server.connect_string(), S).await,
-        connect(&server.connect_string(), S).await,
-        connect(&server.connect_string(), S).await,
-    );
-    let proxy = DelayProxy::start(server.addr(), Duration::ZERO).await;
-    let p = connect(&proxy.addr.to_string(), S).await;
-    let sem = |c: &zk_lock::zk::Client| Semaphore::new(c, path, 2).unwrap();
-    let g1 = sem(&h1).acquire().await.unwrap();
-    let g2 = sem(&h2).acquire().await.unwrap();
+    let TwoHolders { server: _server, proxy, h2, direct: w, delayed: p, g1, g2, .. } = two_holders(path).await;
+    let h1 = h2.clone();
+    let sem = |c: &zk_lock::zk::Client| sem(c, path);
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     let ps = sem(&p);
     tokio::spawn(async move { ptx.send(ps.acquire().await.unwrap()).unwrap() });

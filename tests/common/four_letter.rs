@@ -62,3 +62,19 @@ impl Mntr {
         self.values.get(key).map(String::as_str)
     }
 }
+
+/// Parses a `wchp` reply: watched path -> the sessions (hex) watching it. (`wchp` lists data
+/// watches only, not child watches.)
+pub fn watchers_by_path(wchp: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut current = None;
+    for line in wchp.lines() {
+        if line.starts_with('/') {
+            current = Some(line.trim().to_owned());
+            map.entry(line.trim().to_owned()).or_default();
+        } else if let (Some(p), true) = (&current, !line.trim().is_empty()) {
+            map.get_mut(p).unwrap().push(line.trim().to_owned());
+        }
+    }
+    map
+}

@@ -40,8 +40,8 @@ pub use proxy::{ProxyMode, TcpProxy};
 pub use rng::Rng;
 pub use server::{shared_connect, ServerOptions, ZkServer};
 pub use session::{
-    children, connect, delete_recursive, ensure_path, exists, expect_state, expire_session, expire_session_nowait,
-    wait_for_state,
+    children, connect, connect_many, delete_recursive, ensure_path, exists, expect_state, expire_session,
+    expire_session_nowait, wait_for_children, wait_for_state,
 };
 
 /// Root under which [`unique_path`] puts per-test paths.

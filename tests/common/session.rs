@@ -261,3 +261,19 @@ pub async fn delete_recursive(client: &Client, path: &str) {
         }
     }
 }
+
+/// `n` clients of `connect`, each its own session with `session_timeout`.
+pub async fn connect_many(connect_string: &str, n: usize, session_timeout: Duration) -> Vec<Client> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(connect(connect_string, session_timeout).await);
+    }
+    out
+}
+
+/// Waits (5 s at most) until `path` has `n` children; panics with what it has otherwise.
+pub async fn wait_for_children(client: &Client, path: &str, n: usize) {
+    let ok =
+        super::wait_until_async(Duration::from_secs(5), || async { children(client, path).await.len() == n }).await;
+    assert!(ok, "expected {n} nodes under {path}: {:?}", children(client, path).await);
+}
