@@ -3,10 +3,16 @@
 //! driver that runs every workload for every peer and prints medians).
 //!
 //! ```text
-//! cargo run --release --example bench -- <W1|W2|W3|W4> --connect HOST:PORT [--mntr HOST:PORT]
+//! cargo run --release --example bench -- <W1|W2|W3|W4|RW1|S1|E1> --connect HOST:PORT [--mntr HOST:PORT]
 //!     [--clients N] [--cycles N] [--warmup N] [--waiters N] [--session-timeout-ms 10000]
-//!     [--path /bench/<random>] [--recipe mutex] [--peer zk-lock|zookeeper-client] [--deadline-s 180]
+//!     [--path /bench/<random>] [--recipe mutex|rwlock|semaphore|election]
+//!     [--read-ratio 0.9] [--seed 1] [--permits 4] [--terms 200] [--hold-ms 0]
+//!     [--peer zk-lock|zookeeper-client] [--deadline-s 180]
 //! ```
+//!
+//! The recipe workloads (RW1 read/write lock, S1 semaphore, E1 election) are measured for
+//! zk-lock; the Curator and Kazoo drivers in `bench/peers/` run the mutex workloads only (their
+//! recipe workloads are not written yet).
 //!
 //! It prints exactly one JSON object on stdout; logs go to stderr (`RUST_LOG`, default `warn`).
 //!
@@ -14,7 +20,8 @@
 //!
 //! Under the base path `--path` (default `/bench/<uuid>`): the measured phase uses
 //! `<path>/lock` (W1, W2, W4) or `<path>/lock-<i>` per client (W3); the warm-up uses
-//! `<path>/warmup` (W1, W2, W4) or `<path>/warmup-<i>` (W3).
+//! `<path>/warmup` (W1, W2, W4) or `<path>/warmup-<i>` (W3). The recipe workloads use
+//! `<path>/recipe`, and `<path>/warmup-<i>` per client.
 //!
 //! # Server counters (ZooKeeper 3.8 `mntr`), deltas over the measured phase
 //!
@@ -73,6 +80,12 @@ enum Workload {
     W2,
     W3,
     W4,
+    /// Read/write lock, `--read-ratio` reads.
+    RW1,
+    /// Semaphore of `--permits`.
+    S1,
+    /// Leader election, `--terms` leaderships in all.
+    E1,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +113,9 @@ impl Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Recipe {
     Mutex,
+    Rwlock,
+    Semaphore,
+    Election,
 }
 
 /// Lock benchmark (see the bench contract).
@@ -134,9 +150,25 @@ struct Args {
     /// Base lock path (default /bench/<random>).
     #[arg(long)]
     path: Option<String>,
-    /// Lock recipe (only `mutex`).
-    #[arg(long, value_enum, default_value = "mutex")]
-    recipe: Recipe,
+    /// Lock recipe; must agree with the workload (RW1 rwlock, S1 semaphore, E1 election, else
+    /// mutex). Default: the workload's.
+    #[arg(long, value_enum)]
+    recipe: Option<Recipe>,
+    /// RW1: share of reads.
+    #[arg(long, default_value_t = 0.9)]
+    read_ratio: f64,
+    /// RW1: seed of each client's choice of read or write (client i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// S1: permits of the semaphore.
+    #[arg(long, default_value_t = 4)]
+    permits: u32,
+    /// E1: leaderships in all.
+    #[arg(long, default_value_t = 200)]
+    terms: usize,
+    /// RW1, S1, E1: how long the critical section lasts (0: one scheduler yield).
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
     /// Library under test.
     #[arg(long, value_enum, default_value = "zk-lock")]
     peer: Peer,
@@ -492,6 +524,8 @@ struct Outcome {
     /// W4: RSS growth while the waiters queued, per waiter (after `malloc_trim`, and before).
     rss_per_waiter: Option<f64>,
     rss_per_waiter_untrimmed: Option<f64>,
+    /// The recipe workloads' own fields.
+    extra: serde_json::Map<String, Value>,
 }
 
 async fn connect(setup: &Setup) -> Result<zk::Client, BoxError> {
@@ -571,6 +605,7 @@ async fn run_loops(setup: &Setup, shared: bool) -> Result<Outcome, BoxError> {
         cleanup,
         rss_per_waiter: None,
         rss_per_waiter_untrimmed: None,
+        extra: Default::default(),
     })
 }
 
@@ -720,6 +755,226 @@ async fn run_queue(setup: &Setup) -> Result<Outcome, BoxError> {
         cleanup: vec![lock_path, warm_path],
         rss_per_waiter,
         rss_per_waiter_untrimmed,
+        extra: Default::default(),
+    })
+}
+
+// --------------------------------------------------------------------- recipe workloads --
+
+/// What one recipe operation needs of the arguments.
+#[derive(Clone, Copy)]
+struct OpArgs {
+    read_ratio: f64,
+    hold_ms: u64,
+}
+
+/// A critical section that others may share: one yield, or `--hold-ms`.
+async fn hold(args: OpArgs) {
+    match args.hold_ms {
+        0 => tokio::task::yield_now().await,
+        ms => tokio::time::sleep(Duration::from_millis(ms)).await,
+    }
+}
+
+/// In-process counters of the recipe workloads.
+#[derive(Default)]
+struct RecipeStats {
+    readers: AtomicUsize,
+    writers: AtomicUsize,
+    max_readers: AtomicUsize,
+    max_writers: AtomicUsize,
+    violations: AtomicUsize,
+    reads: AtomicUsize,
+    holders: AtomicUsize,
+    max_holders: AtomicUsize,
+    terms: AtomicUsize,
+    failovers_ms: std::sync::Mutex<Vec<f64>>,
+    /// When the last leader called `resign`.
+    resigned_at: std::sync::Mutex<Option<Instant>>,
+}
+
+/// One operation of a recipe workload; returns its acquire latency.
+async fn recipe_op(args: OpArgs, handle: &RecipeHandle, stats: &RecipeStats, rng: &mut u64) -> Result<f64, BoxError> {
+    let asked = Instant::now();
+    match handle {
+        RecipeHandle::RwLock(lock) => {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let read = (*rng % 1_000_000) as f64 / 1e6 < args.read_ratio;
+            let guard = if read { lock.read().await? } else { lock.write().await? };
+            let latency = asked.elapsed().as_secs_f64() * 1e3;
+            if read {
+                stats.reads.fetch_add(1, Ordering::SeqCst);
+                let now = stats.readers.fetch_add(1, Ordering::SeqCst) + 1;
+                stats.max_readers.fetch_max(now, Ordering::SeqCst);
+                if stats.writers.load(Ordering::SeqCst) != 0 {
+                    stats.violations.fetch_add(1, Ordering::SeqCst);
+                }
+            } else {
+                let now = stats.writers.fetch_add(1, Ordering::SeqCst) + 1;
+                stats.max_writers.fetch_max(now, Ordering::SeqCst);
+                if now != 1 || stats.readers.load(Ordering::SeqCst) != 0 {
+                    stats.violations.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            hold(args).await;
+            if read {
+                stats.readers.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                stats.writers.fetch_sub(1, Ordering::SeqCst);
+            }
+            guard.release().await?;
+            Ok(latency)
+        }
+        RecipeHandle::Semaphore(semaphore) => {
+            let permit = semaphore.acquire().await?;
+            let latency = asked.elapsed().as_secs_f64() * 1e3;
+            let now = stats.holders.fetch_add(1, Ordering::SeqCst) + 1;
+            stats.max_holders.fetch_max(now, Ordering::SeqCst);
+            hold(args).await;
+            stats.holders.fetch_sub(1, Ordering::SeqCst);
+            permit.release().await?;
+            Ok(latency)
+        }
+        RecipeHandle::Election(election) => {
+            let leadership = election.campaign().await?;
+            let led = Instant::now();
+            let latency = led.duration_since(asked).as_secs_f64() * 1e3;
+            if let Some(resigned) = stats.resigned_at.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let failover = led.duration_since(resigned).as_secs_f64() * 1e3;
+                stats.failovers_ms.lock().unwrap_or_else(|e| e.into_inner()).push(failover);
+            }
+            let now = stats.holders.fetch_add(1, Ordering::SeqCst) + 1;
+            stats.max_holders.fetch_max(now, Ordering::SeqCst);
+            stats.terms.fetch_add(1, Ordering::SeqCst);
+            hold(args).await;
+            stats.holders.fetch_sub(1, Ordering::SeqCst);
+            *stats.resigned_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            leadership.resign().await?;
+            Ok(latency)
+        }
+    }
+}
+
+#[derive(Clone)]
+enum RecipeHandle {
+    RwLock(zk_lock::RwLock),
+    Semaphore(zk_lock::Semaphore),
+    Election(zk_lock::LeaderElection),
+}
+
+impl RecipeHandle {
+    fn new(setup: &Setup, client: &zk::Client, path: &str) -> Result<RecipeHandle, BoxError> {
+        Ok(match setup.args.workload {
+            Workload::RW1 => RecipeHandle::RwLock(zk_lock::RwLock::new(client, path)?),
+            Workload::S1 => RecipeHandle::Semaphore(zk_lock::Semaphore::new(client, path, setup.args.permits)?),
+            _ => RecipeHandle::Election(zk_lock::LeaderElection::new(client, path)?),
+        })
+    }
+}
+
+/// RW1, S1, E1: every client warms up on its own path, then all loop on one path from a barrier.
+async fn run_recipe(setup: &Setup) -> Result<Outcome, BoxError> {
+    if setup.args.peer != Peer::ZkLock {
+        return Err("the recipe workloads are measured for zk-lock here (peers: bench/peers)".into());
+    }
+    let clients = connect_all(setup, setup.clients).await?;
+    let (lock_path, warm_path) = (format!("{}/recipe", setup.base), format!("{}/warmup", setup.base));
+    let stats = Arc::new(RecipeStats::default());
+    let barrier = Arc::new(Barrier::new(setup.clients + 1));
+    let election = setup.args.workload == Workload::E1;
+    let mut tasks = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let handle = RecipeHandle::new(setup, client, &lock_path)?;
+        let warm = RecipeHandle::new(setup, client, &format!("{warm_path}-{i}"))?;
+        let (stats, barrier) = (stats.clone(), barrier.clone());
+        let (cycles, warmup, terms, deadline) = (setup.cycles, setup.warmup, setup.args.terms, setup.deadline);
+        let args = OpArgs { read_ratio: setup.args.read_ratio, hold_ms: setup.args.hold_ms };
+        let seed = setup.args.seed;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = seed.wrapping_add(i as u64) | 1;
+            let warm_stats = RecipeStats::default();
+            for _ in 0..warmup {
+                let _ = recipe_op(args, &warm, &warm_stats, &mut rng).await;
+            }
+            barrier.wait().await;
+            barrier.wait().await;
+            let mut result = WorkerResult::default();
+            let mut op = 0;
+            loop {
+                let enough = if election { stats.terms.load(Ordering::SeqCst) >= terms } else { op >= cycles };
+                if enough || remaining(deadline).is_zero() {
+                    result.timed_out = !enough;
+                    break;
+                }
+                op += 1;
+                match tokio::time::timeout(remaining(deadline), recipe_op(args, &handle, &stats, &mut rng)).await {
+                    Ok(Ok(latency)) => {
+                        result.acquired += 1;
+                        result.latencies_ms.push(latency);
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!("client {i}: {err}");
+                        result.errors += 1;
+                    }
+                    Err(_) => {
+                        result.timed_out = true;
+                        break;
+                    }
+                }
+            }
+            result
+        }));
+    }
+    barrier.wait().await;
+    let before = snapshot(&setup.mntr_addr, setup.server_pid);
+    barrier.wait().await;
+    let before = before?;
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await?);
+    }
+    let after = snapshot(&setup.mntr_addr, setup.server_pid)?;
+    let timed_out = results.iter().any(|r| r.timed_out);
+    let mut extra = serde_json::Map::new();
+    let load = |a: &AtomicUsize| a.load(Ordering::SeqCst);
+    let acquired: usize = results.iter().map(|r| r.acquired).sum();
+    match setup.args.workload {
+        Workload::RW1 => {
+            extra.insert("reads".into(), json!(load(&stats.reads)));
+            extra.insert("writes".into(), json!(acquired - load(&stats.reads)));
+            extra.insert("max_readers".into(), json!(load(&stats.max_readers)));
+            extra.insert("max_writers".into(), json!(load(&stats.max_writers)));
+            extra.insert("rw_violations".into(), json!(load(&stats.violations)));
+        }
+        Workload::S1 => {
+            extra.insert("permits".into(), json!(setup.args.permits));
+        }
+        _ => {
+            let mut failovers = stats.failovers_ms.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            failovers.sort_by(f64::total_cmp);
+            extra.insert("terms".into(), json!(load(&stats.terms)));
+            extra.insert("failover_p50_ms".into(), num(percentile(&failovers, 0.50), 3));
+            extra.insert("failover_p99_ms".into(), num(percentile(&failovers, 0.99), 3));
+            extra.insert("failover_max_ms".into(), num(failovers.last().copied(), 3));
+            extra.insert("max_leaders".into(), json!(load(&stats.max_holders)));
+        }
+    }
+    let mut cleanup = vec![lock_path];
+    cleanup.extend((0..setup.clients).map(|i| format!("{warm_path}-{i}")));
+    drop(clients);
+    Ok(Outcome {
+        before,
+        after,
+        results,
+        max_holders: load(&stats.max_holders).max(load(&stats.max_writers)),
+        fifo_inversions: None,
+        timed_out,
+        cleanup,
+        rss_per_waiter: None,
+        rss_per_waiter_untrimmed: None,
+        extra,
     })
 }
 
@@ -762,7 +1017,17 @@ async fn run(args: Args) -> Result<Value, BoxError> {
         Workload::W2 => (16, 100, 10),
         Workload::W3 => (16, 200, 20),
         Workload::W4 => (16, 1, 2),
+        Workload::RW1 | Workload::S1 | Workload::E1 => (16, 100, 10),
     };
+    let recipe = match args.workload {
+        Workload::RW1 => Recipe::Rwlock,
+        Workload::S1 => Recipe::Semaphore,
+        Workload::E1 => Recipe::Election,
+        _ => Recipe::Mutex,
+    };
+    if args.recipe.is_some_and(|r| r != recipe) {
+        return Err(format!("--recipe {:?} does not fit workload {:?}", args.recipe.unwrap(), args.workload).into());
+    }
     let clients = args.clients.unwrap_or(clients);
     let cycles = args.cycles.unwrap_or(cycles);
     let warmup = args.warmup.unwrap_or(warmup);
@@ -804,6 +1069,7 @@ async fn run(args: Args) -> Result<Value, BoxError> {
         Workload::W1 | Workload::W2 => run_loops(&setup, true).await?,
         Workload::W3 => run_loops(&setup, false).await?,
         Workload::W4 => run_queue(&setup).await?,
+        Workload::RW1 | Workload::S1 | Workload::E1 => run_recipe(&setup).await?,
     };
     // Let dropped sessions send their closeSession, then tidy up (outside the measured phase).
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -818,6 +1084,7 @@ async fn run(args: Args) -> Result<Value, BoxError> {
         timed_out,
         rss_per_waiter,
         rss_per_waiter_untrimmed,
+        extra,
         ..
     } = outcome;
     let acquired: usize = results.iter().map(|r| r.acquired).sum();
@@ -869,6 +1136,7 @@ async fn run(args: Args) -> Result<Value, BoxError> {
         out.insert("rss_per_waiter_bytes".into(), num(rss_per_waiter, 0));
         out.insert("rss_per_waiter_untrimmed_bytes".into(), num(rss_per_waiter_untrimmed, 0));
     }
+    out.extend(extra);
     Ok(Value::Object(out))
 }
 
