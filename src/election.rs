@@ -9,21 +9,39 @@ use crate::builder::LeaderElectionBuilder;
 use crate::error::Result;
 use crate::guard::LockGuard;
 use crate::handle::Handle;
+use crate::node::Contender;
 use crate::node::Layout;
 use crate::participant::Participant;
 use crate::path::LockPath;
-use crate::queue::Exclusive;
+use crate::queue::{Blocked, Policy};
 use crate::state::LockState;
 use crate::token::FencingToken;
+
+/// Candidates wait for the one just before them, like a mutex's contenders, but take no data
+/// change of the leader's node for a handoff: a leader may well write its own node (to publish
+/// something), and that must never make the next candidate lead. A resignation is a plain
+/// delete; the next candidate lists once more.
+#[derive(Debug, Clone, Copy)]
+struct Candidates;
+
+impl Policy for Candidates {
+    fn blocker(&self, _queue: &[Contender], me: usize) -> Option<Blocked> {
+        me.checked_sub(1).map(Blocked::By)
+    }
+}
 
 /// A leader election shared by every process that uses the same ZooKeeper path: candidates
 /// queue in arrival order and the first one leads, until it resigns or its session ends; then
 /// the next in line leads. Only the next in line is woken (no herd).
 ///
 /// Leading means: our node is first, and it is our current session's (a node is adopted only
-/// if its `ephemeralOwner` is our session). A [`Leadership`] knows when it ends: it turns
-/// `Suspended` when the connection is lost and `Lost` *before* the server can expire the
-/// session and let the next candidate lead, like every guard of this crate. Its
+/// if its `ephemeralOwner` is our session). A [`Leadership`] knows when it ends, like every
+/// guard of this crate: it turns `Suspended` when the connection is lost, and `Lost` *before*
+/// the server can expire the session for want of contact and let the next candidate lead. A
+/// session the server closes on someone else's request (a forced expiry) cannot be foreseen:
+/// the leader then turns `Suspended` when its connection is cut, which in practice comes before
+/// the next candidate's grant, and `Lost` as soon as it learns why; fence what the leader writes
+/// with its epoch for that case. Its
 /// [`fencing_token`](Leadership::fencing_token) is an epoch: strictly larger for every later
 /// leader.
 ///
@@ -100,7 +118,7 @@ impl LeaderElectionBuilder {
     /// ```
     pub fn build(self) -> Result<LeaderElection> {
         let queue = self.queue(Layout::LATCH, 0, None)?;
-        Ok(LeaderElection { handle: Handle::new(std::sync::Arc::new(queue), Exclusive) })
+        Ok(LeaderElection { handle: Handle::new(std::sync::Arc::new(queue), Candidates) })
     }
 }
 
@@ -264,8 +282,10 @@ impl LeaderElection {
 
 /// Who leads an election, as it changes: from [`LeaderElection::observe`]. Each change is
 /// reported once, in order; a leadership shorter than one round trip can pass unseen (the next
-/// report names whoever leads then). Costs one read and one watch per change, on the leader's
-/// node (on the directory while nobody leads).
+/// report names whoever leads then), and so can a candidate first in line for an instant (a
+/// duplicate of a retried create, one cancelled at once), which may be reported. Each look costs
+/// a listing and a read with a watch on the leader's node (on the directory while nobody leads),
+/// once per change of the leader's node.
 ///
 /// # Examples
 ///
@@ -386,7 +406,23 @@ impl Leadership {
         self.guard.state_watcher()
     }
 
-    /// Resolves once the leadership is `Lost`: before the next candidate can lead.
+    /// A write to ZooKeeper that applies only while we lead (our node still exists): see
+    /// [`LockGuard::fenced`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) -> zk_lock::Result<()> {
+    /// let mut write = leadership.fenced();
+    /// write.set_data("/scheduler/leader", b"host-a", None)?;
+    /// write.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fenced(&self) -> crate::FencedWrite<'_> {
+        self.guard.fenced()
+    }
+
+    /// Resolves once the leadership is `Lost` (see [`LeaderElection`] for when that is).
     ///
     /// # Cancel safety
     ///
@@ -407,8 +443,7 @@ impl Leadership {
         self.guard.lost().await
     }
 
-    /// Steps down: deletes our node, so that the next candidate leads (woken alone, by a
-    /// handoff when we had waited for our turn).
+    /// Steps down: deletes our node, so that the next candidate leads (woken alone).
     ///
     /// # Errors
     ///

@@ -26,6 +26,13 @@ impl Handle {
         &self.queue.dir
     }
 
+    pub(crate) fn server_path(&self) -> String {
+        match self.queue.client.path() {
+            "/" | "" => self.queue.dir.to_string(),
+            chroot => format!("{chroot}{}", self.queue.dir),
+        }
+    }
+
     /// Waits for our turn (for at most `timeout` once queued); `name` names the call in traces.
     pub(crate) async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<LockGuard> {
         let ticket = self.queue.acquire(name, &*self.policy, timeout, std::future::ready(Ok(()))).await?;

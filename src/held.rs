@@ -28,8 +28,7 @@ pub(crate) struct Held {
 
 impl Held {
     pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
-        let tracker =
-            Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), ticket.own_writes);
+        let tracker = Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), &ticket);
         Held {
             lock: queue.dir.clone(),
             seq: ticket.seq,

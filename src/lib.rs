@@ -169,6 +169,10 @@
 //! * The session gets an extra `digest` identity (see above), once per session for the life of
 //!   the process. It never stands for your credentials: an `auth` ACL entry of a lock names the
 //!   session's own credentials, and a session without any cannot use such ACLs.
+//! * Do not write a mutex's or a writer's lock node yourself, even with the holder's own
+//!   session: a data change of a holder's node is its handoff, and lets its successor in.
+//!   Write what you protect with [`LockGuard::fenced`], which refuses lock nodes. (A leader may
+//!   write its own node: the election takes no handoff.)
 //! * [`Mutex`] (alias [`InterProcessMutex`]) is not reentrant the way Curator's is (by thread):
 //!   a second `lock()` queues behind the first; re-enter explicitly with [`MutexGuard::reenter`].
 //!

@@ -49,6 +49,18 @@ pub trait Lock: Send + Sync + std::fmt::Debug {
     /// ```
     fn path(&self) -> &LockPath;
 
+    /// The lock's znode path on the server: the client's chroot, then [`path`](Lock::path).
+    /// Two handles on the same lock through clients with different chroots have the same one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn example(lock: &dyn zk_lock::Lock) {
+    /// println!("{} is {} on the server", lock.path(), lock.server_path());
+    /// # }
+    /// ```
+    fn server_path(&self) -> String;
+
     /// Waits for the lock, in arrival order.
     ///
     /// # Cancel safety
@@ -108,6 +120,10 @@ macro_rules! impl_lock {
         impl $crate::lock::Lock for $ty {
             fn path(&self) -> &$crate::path::LockPath {
                 self.handle.path()
+            }
+
+            fn server_path(&self) -> String {
+                self.handle.server_path()
             }
 
             async fn acquire(&self) -> $crate::error::Result<$crate::guard::LockGuard> {

@@ -16,12 +16,14 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// Several locks of any kind (through [`Lock`]) taken together: all or nothing.
 ///
 /// * **No deadlock between multi-locks**: the members are always taken in one canonical order,
-///   by path, whatever order they were given in, so two multi-locks over overlapping sets never
+///   by the znode's full path on the server (chroot included), whatever order they were given in, so two multi-locks over overlapping sets never
 ///   wait for each other in a cycle.
 /// * **One deadline** for the whole operation ([`acquire_timeout`](MultiLock::acquire_timeout)),
 ///   not one per member, as in Curator's `InterProcessMultiLock`.
 /// * **Nothing half-held**: on an error or a timeout, the members already taken are released in
-///   reverse order before the call returns, and the member that failed leaves no node.
+///   reverse order before the call returns (a release that fails goes on in the background, as
+///   for a dropped guard), and the member that failed leaves no node. That rollback is not part
+///   of the deadline.
 ///
 /// Two members on the same path (for example both sides of one [`RwLock`](crate::RwLock)) are
 /// refused: the second would wait for the first.
@@ -68,6 +70,8 @@ pub struct MultiLock {
 pub struct MultiGuard {
     /// In acquisition (canonical) order.
     guards: Vec<LockGuard>,
+    /// The members' lock paths, in the same order.
+    paths: Vec<String>,
 }
 
 impl MultiLock {
@@ -93,8 +97,10 @@ impl MultiLock {
         if locks.is_empty() {
             return Err(Error::InvalidLockSet { reason: "no locks" });
         }
-        locks.sort_by(|a, b| a.path().as_str().cmp(b.path().as_str()));
-        if locks.windows(2).any(|w| w[0].path() == w[1].path()) {
+        // By the znode's full path on the server (a client's chroot and the lock path), so that
+        // clients with different chroots agree on the order and on what is the same lock.
+        locks.sort_by_cached_key(|l| l.server_path());
+        if locks.windows(2).any(|w| w[0].server_path() == w[1].server_path()) {
             return Err(Error::InvalidLockSet { reason: "two members on the same path" });
         }
         Ok(MultiLock { locks })
@@ -220,7 +226,8 @@ impl MultiLock {
                 }
             }
         }
-        Ok(MultiGuard { guards })
+        let paths = self.locks.iter().map(|l| l.path().to_string()).collect();
+        Ok(MultiGuard { guards, paths })
     }
 }
 
@@ -250,10 +257,12 @@ impl MultiGuard {
         &self.guards
     }
 
-    /// The largest of the members' fencing tokens. It is larger than the token of every earlier
-    /// conflicting holder of *any* member (each member's own token already is), so it fences a
-    /// resource that any one of the members protects; a resource guarded by one member can also
-    /// take that member's own token (from [`guards`](MultiGuard::guards)).
+    /// The largest of the members' fencing tokens. It grows from one holder of this *same set*
+    /// of locks to the next, so it fences a resource that only multi-locks over this set write.
+    /// It does **not** fence a resource that one member protects and other holders of that
+    /// member write too (a multi-lock's later members are queued only once the earlier ones are
+    /// granted, so its largest token can exceed that of a later plain holder of a member): give
+    /// such a resource that member's own token, [`fencing_token_of`](MultiGuard::fencing_token_of).
     ///
     /// # Examples
     ///
@@ -264,6 +273,22 @@ impl MultiGuard {
     /// ```
     pub fn fencing_token(&self) -> FencingToken {
         self.guards.iter().map(LockGuard::fencing_token).max().expect("a multi-lock has members")
+    }
+
+    /// The fencing token of the member on `path` (as that member's [`Lock::path`] gives it),
+    /// which fences what that member protects exactly as its own guard's would.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(held: zk_lock::MultiGuard) {
+    /// if let Some(token) = held.fencing_token_of("/locks/orders") {
+    ///     // send it with every write to the orders table
+    /// }
+    /// # }
+    /// ```
+    pub fn fencing_token_of(&self, path: &str) -> Option<FencingToken> {
+        self.paths.iter().position(|p| p == path).map(|i| self.guards[i].fencing_token())
     }
 
     /// The worst state of any member: `Lost` if one is lost, else `Suspended` if one is
@@ -284,6 +309,10 @@ impl MultiGuard {
 
     /// A watch of [`state`](MultiGuard::state): it changes whenever the worst state of the
     /// members does, and stays `Lost` once a member is lost.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime: a task follows the members.
     ///
     /// # Examples
     ///

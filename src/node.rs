@@ -39,11 +39,11 @@ impl Layout {
     /// writers.
     pub(crate) const RWLOCK: Layout = Layout { markers: &["__READ__", "__WRIT__"] };
 
-    /// The layout of a semaphore: leases in one queue (not Curator's `InterProcessSemaphoreV2`,
-    /// which needs an internal mutex beside them).
     /// The layout of a leader election (Curator's `LeaderLatch`: `_c_<uuid>-latch-<seq>`).
     pub(crate) const LATCH: Layout = Layout { markers: &["latch-"] };
 
+    /// The layout of a semaphore: leases in one queue (not Curator's `InterProcessSemaphoreV2`,
+    /// which needs an internal mutex beside them).
     pub(crate) const SEMAPHORE: Layout = Layout { markers: &["lease-"] };
 
     /// Reads `name` as a contender: the text after the last marker must be a sequence number.

@@ -182,6 +182,9 @@ pub(crate) struct Ticket {
     /// How many times we wrote our own node (see `Policy::touches_on_grant`): its data version
     /// when nobody else wrote it.
     pub(crate) own_writes: i32,
+    /// Whether a write to our node, once we hold, would pass the lock on (our successors take
+    /// data changes for handoffs): then any write but ours is a loss.
+    pub(crate) writes_hand_off: bool,
     /// `_c_<uuid>-` of this attempt: any other node with it is a duplicate of ours.
     unique: String,
     children: Vec<String>,
@@ -230,6 +233,7 @@ impl<'a> Attempt<'a> {
         if ticket.waited && policy.hands_off() {
             ticket.cleanup.set_handoff();
         }
+        ticket.writes_hand_off = policy.hands_off();
         // Also when granted at once: a contender behind us may have listed before we did and
         // be watching us as a waiter.
         if ticket.behind && policy.touches_on_grant() {
@@ -523,6 +527,7 @@ impl Queue {
                 waited: false,
                 behind: false,
                 own_writes: 0,
+                writes_hand_off: false,
                 unique: attempt.unique.clone(),
                 children,
             });

@@ -266,6 +266,7 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
         }
         let path = t.node.clone();
         let own_writes = t.own_writes;
+        let writes_hand_off = t.writes_hand_off;
         let session = t.session().clone();
         let retry_in = session.heartbeat_every;
         drop(t);
@@ -284,7 +285,8 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
                 }
                 // Only our own release (and a semaphore's grant, counted in `own_writes`)
                 // writes our node: anyone else's write may have handed the lock on.
-                if stat.version > own_writes {
+                // (A node whose writes hand nothing on may be written: a leader publishing.)
+                if writes_hand_off && stat.version > own_writes {
                     lose("lock node written by someone else");
                     return;
                 }

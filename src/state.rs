@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::events;
+use crate::queue::Ticket;
 use crate::session::SessionShared;
 
 /// The state of a held lock, as far as its holder can know it.
@@ -69,10 +70,12 @@ pub(crate) struct Tracker {
     pub(crate) watched: AtomicBool,
     /// How many times we wrote our node ourselves while holding: its expected data version.
     pub(crate) own_writes: i32,
+    /// Whether a write to our node would pass the lock on (see `Ticket::writes_hand_off`).
+    pub(crate) writes_hand_off: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(session: Arc<SessionShared>, lock: String, node: String, own_writes: i32) -> Arc<Tracker> {
+    pub(crate) fn new(session: Arc<SessionShared>, lock: String, node: String, ticket: &Ticket) -> Arc<Tracker> {
         let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
         let (tx, _) = watch::channel(initial);
         let tracker = Arc::new(Tracker {
@@ -83,7 +86,8 @@ impl Tracker {
             since: Instant::now(),
             releasing: AtomicBool::new(false),
             watched: AtomicBool::new(false),
-            own_writes,
+            own_writes: ticket.own_writes,
+            writes_hand_off: ticket.writes_hand_off,
         });
         tracker.session.register(&tracker);
         tracker

@@ -140,3 +140,23 @@ async fn a_withdrawn_candidate_leaves_no_node() {
     eb.campaign().await.unwrap().resign().await.unwrap();
     assert!(children(&a, &path).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_writes_its_own_node_stays_the_only_leader() {
+    let cs = shared_connect();
+    let path = unique_path("election-write");
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    let la = LeaderElection::new(&a, path.clone()).unwrap().campaign().await.unwrap();
+    let eb = LeaderElection::new(&b, path.clone()).unwrap();
+    let wb = tokio::spawn(async move { eb.campaign().await.unwrap() });
+    common::wait_until_async(Duration::from_secs(5), || async { children(&a, &path).await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The leader publishes something in its own node, with its own session.
+    a.set_data(la.node(), b"serving on :8080", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!wb.is_finished(), "a write to the leader's node must not elect the next candidate");
+    assert_eq!(la.state(), LockState::Held, "nor cost the leader its leadership");
+    la.resign().await.unwrap();
+    let lb = tokio::time::timeout(Duration::from_secs(5), wb).await.expect("elected by the resign").unwrap();
+    lb.resign().await.unwrap();
+}

@@ -126,3 +126,48 @@ async fn an_empty_set_or_two_members_on_one_path_are_refused() {
     let both: Vec<Box<dyn Lock>> = vec![Box::new(rw.read_lock().clone()), Box::new(rw.write_lock().clone())];
     assert!(matches!(MultiLock::new(both).map(drop), Err(Error::InvalidLockSet { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deadline_covers_every_member() {
+    let cs = shared_connect();
+    let root = unique_path("multi-deadline");
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    // Someone else holds both the first and the last member; the first is freed after 300 ms.
+    let first = Mutex::new(&b, format!("{root}/a-mutex")).unwrap().lock().await.unwrap();
+    let last = Semaphore::new(&b, format!("{root}/c-sem"), 1).unwrap().acquire().await.unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.release().await.unwrap();
+    });
+    let multi = MultiLock::new(members(&a, &root, [0, 1, 2])).unwrap();
+    let started = std::time::Instant::now();
+    let result = multi.acquire_timeout(Duration::from_millis(400)).await.map(drop);
+    let took = started.elapsed();
+    assert!(matches!(result, Err(Error::Timeout { ref path, .. }) if path.ends_with("/c-sem")), "{result:?}");
+    // 300 ms for the first member leave 100 ms for the others: one deadline, not one each.
+    assert!(took < Duration::from_millis(650), "took {took:?}");
+    assert_eq!(nodes(&a, &root).await, 1, "only the other holder's permit is left");
+    last.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_order_and_the_duplicates_are_those_of_the_server_paths() {
+    let cs = shared_connect();
+    let root = unique_path("multi-chroot");
+    let plain = connect(&cs, T).await;
+    common::ensure_path(&plain, &root).await;
+    let chrooted = connect(&format!("{cs}{root}"), T).await;
+    // One znode named through two chroots is one member twice.
+    let same: Vec<Box<dyn Lock>> = vec![
+        Box::new(Mutex::new(&plain, format!("{root}/x")).unwrap()),
+        Box::new(Mutex::new(&chrooted, "/x").unwrap()),
+    ];
+    assert!(matches!(MultiLock::new(same).map(drop), Err(Error::InvalidLockSet { .. })));
+    // The same relative path under two chroots is two locks, ordered by their server paths.
+    let two: Vec<Box<dyn Lock>> =
+        vec![Box::new(Mutex::new(&chrooted, "/x").unwrap()), Box::new(Mutex::new(&plain, "/x").unwrap())];
+    let multi = MultiLock::new(two).unwrap();
+    let order: Vec<String> = multi.locks().map(|l| l.server_path()).collect();
+    assert_eq!(order, ["/x".to_owned(), format!("{root}/x")]);
+    multi.acquire().await.unwrap().release().await.unwrap();
+}
