@@ -17,21 +17,21 @@ use zookeeper_client as zk;
 /// Our own digest users are named `zk-lock-<hex>` (see `identity`): they are not the user's.
 pub(crate) const OWN_USER_PREFIX: &str = "zk-lock-";
 
-/// ACLs of our lock nodes: every entry of the user's without WRITE and ADMIN, plus everything
-/// for `owner`, the session's own identity.
+/// ACLs of our lock nodes: every entry of the user's without WRITE (unless `others_write`: a
+/// revocable lock's node, which others write to ask it to let go) and ADMIN, plus everything for
+/// `owner`, the session's own identity.
 ///
 /// `auth` entries are kept: the server expands them to the session's credentials (and to our
 /// own identity, which is harmless), so that clients sharing those credentials can read and
 /// watch each other's nodes, but not write them.
-pub(crate) fn node_acls(user: &[zk::Acl], owner: zk::Acl) -> Vec<zk::Acl> {
+pub(crate) fn node_acls(user: &[zk::Acl], owner: zk::Acl, others_write: bool) -> Vec<zk::Acl> {
     use zk::Permission as P;
+    let kept: &[P] =
+        if others_write { &[P::READ, P::WRITE, P::CREATE, P::DELETE] } else { &[P::READ, P::CREATE, P::DELETE] };
     let mut out: Vec<zk::Acl> = user
         .iter()
         .filter_map(|acl| {
-            let keep = [P::READ, P::CREATE, P::DELETE]
-                .into_iter()
-                .filter(|p| acl.permission().has(*p))
-                .fold(P::NONE, |a, b| a | b);
+            let keep = kept.iter().copied().filter(|p| acl.permission().has(*p)).fold(P::NONE, |a, b| a | b);
             (keep != P::NONE).then(|| zk::Acl::new(keep, acl.auth_id().clone()))
         })
         .collect();
@@ -86,14 +86,17 @@ mod tests {
 
     #[test]
     fn only_the_owner_may_write_and_everyone_named_keeps_the_rest() {
-        let acls = node_acls(&zk::Acls::anyone_all(), owner());
+        let acls = node_acls(&zk::Acls::anyone_all(), owner(), false);
         assert_eq!(acls, [Acl::new(P::READ | P::CREATE | P::DELETE, AuthId::anyone()), owner()]);
         // creator_all: the session's credentials keep READ (and what else is not WRITE/ADMIN).
-        let acls = node_acls(&zk::Acls::creator_all(), owner());
+        let acls = node_acls(&zk::Acls::creator_all(), owner(), false);
         assert_eq!(acls, [Acl::new(P::READ | P::CREATE | P::DELETE, AuthId::authed()), owner()]);
         // An entry left with nothing is dropped.
         let write_only = [Acl::new(P::WRITE, AuthId::anyone())];
-        assert_eq!(node_acls(&write_only, owner()), [owner()]);
+        assert_eq!(node_acls(&write_only, owner(), false), [owner()]);
+        // A revocable lock keeps WRITE for those the ACLs give it to, never ADMIN.
+        let acls = node_acls(&zk::Acls::anyone_all(), owner(), true);
+        assert_eq!(acls[0], Acl::new(P::READ | P::WRITE | P::CREATE | P::DELETE, AuthId::anyone()));
     }
 
     #[test]

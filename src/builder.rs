@@ -32,6 +32,7 @@ pub struct LockBuilder<R> {
     max_request: usize,
     /// A semaphore's permit count.
     permits: u32,
+    revocable: bool,
     recipe: PhantomData<fn() -> R>,
 }
 
@@ -67,6 +68,7 @@ impl<R> Clone for LockBuilder<R> {
             acls: self.acls.clone(),
             max_request: self.max_request,
             permits: self.permits,
+            revocable: self.revocable,
             recipe: PhantomData,
         }
     }
@@ -81,6 +83,7 @@ impl<R> LockBuilder<R> {
             acls: zk::Acls::anyone_all().iter().cloned().collect(),
             max_request: DEFAULT_MAX_REQUEST,
             permits: 1,
+            revocable: false,
             recipe: PhantomData,
         }
     }
@@ -91,6 +94,7 @@ impl<R> LockBuilder<R> {
         let dir = LockPath::new(self.path.clone())?;
         let queue =
             Queue::new(self.client.clone(), dir, layout, kind, self.data.clone(), self.acls.clone(), self.max_request)?;
+        let queue = queue.with_revocation(self.revocable);
         Ok(match mark {
             Some(mark) => queue.with_mark(mark),
             None => queue,
@@ -168,6 +172,38 @@ impl<R> LockBuilder<R> {
     /// ```
     pub fn acls(mut self, acls: zk::Acls<'_>) -> Self {
         self.acls = acls.iter().cloned().collect();
+        self
+    }
+
+    /// Lets holders be asked to let go (off by default), with Apache Curator's protocol: a
+    /// revoker writes `__REVOKE__` into the holder's node, by [`revoke`](crate::revoke),
+    /// [`Mutex::revoke_holder`](crate::Mutex::revoke_holder) or a Curator `Revoker`; the holder
+    /// sees it as [`LockGuard::revocation_requested`](crate::LockGuard::revocation_requested)
+    /// and decides whether to release. Nothing is released by itself.
+    ///
+    /// The price, chosen on purpose: a revocable lock's nodes are writable by everyone its ACLs
+    /// give WRITE to (that is how they can be asked), so their data changes can no longer be
+    /// trusted as a handoff. A revocable holder releases with a plain delete, and its successor
+    /// lists the directory once more before it knows it is first (one more round trip per
+    /// contended handoff). A write to a revocable holder's node never passes the lock on, and
+    /// is not taken for a loss either. Non-revocable locks keep their nodes writable by their
+    /// owner alone, and refuse revocation with `NotAuthorized`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/reports").revocable(true).build()?;
+    /// let guard = mutex.lock().await?;
+    /// tokio::select! {
+    ///     _ = async { /* long work */ } => {}
+    ///     _ = guard.revocation_requested() => eprintln!("asked to let go: stopping early"),
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn revocable(mut self, revocable: bool) -> Self {
+        self.revocable = revocable;
         self
     }
 

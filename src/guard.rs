@@ -155,6 +155,49 @@ impl LockGuard {
         }
     }
 
+    /// Resolves once someone asked us to let go (a lock built
+    /// [`revocable`](crate::LockBuilder::revocable); for any other it never resolves). What to
+    /// do is ours to decide: finish up and [`release`](LockGuard::release), or keep the lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn work() {}
+    /// # async fn example(guard: zk_lock::LockGuard) -> zk_lock::Result<()> {
+    /// tokio::select! {
+    ///     _ = work() => {}
+    ///     _ = guard.revocation_requested() => println!("asked to let go"),
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revocation_requested(&self) {
+        let mut asked = self.held.tracker.revocation();
+        if asked.wait_for(|asked| *asked).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether someone asked us to let go (see
+    /// [`revocation_requested`](LockGuard::revocation_requested)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::LockGuard) {
+    /// if guard.is_revocation_requested() {
+    ///     // wind down
+    /// }
+    /// # }
+    /// ```
+    pub fn is_revocation_requested(&self) -> bool {
+        *self.held.tracker.revocation().borrow()
+    }
+
     /// Enters the lock again through this guard: the returned guard shares our node, and the
     /// node is deleted when the last of them is released or dropped. Reentrancy is explicit and
     /// counted, never tied to a thread.

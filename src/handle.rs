@@ -56,6 +56,18 @@ impl Handle {
         self.queue.participants().await
     }
 
+    /// Asks the first contender (the holder) to let go; its node, `None` when nobody holds.
+    pub(crate) async fn revoke_first(&self) -> Result<Option<String>> {
+        // Each miss is a holder that left meanwhile: ask the next, a bounded number of times.
+        for _ in 0..64 {
+            let Some(first) = self.queue.first().await?.0 else { return Ok(None) };
+            if crate::revoke::revoke(&self.queue.client, first.node()).await? {
+                return Ok(Some(first.node().to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The first contender now, and a watch that fires when that may change.
     pub(crate) async fn first(&self) -> Result<(Option<Participant>, zookeeper_client::OneshotWatcher)> {
         self.queue.first().await

@@ -28,7 +28,8 @@ pub(crate) struct Held {
 
 impl Held {
     pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
-        let tracker = Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), &ticket);
+        let tracker =
+            Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), &ticket, queue.revocable);
         Held {
             lock: queue.dir.clone(),
             seq: ticket.seq,

@@ -61,6 +61,9 @@
 //! * [`MultiLock`]: several locks of any kind taken together, all or nothing, in one canonical
 //!   order (by path, so overlapping multi-locks never deadlock), under one deadline; on
 //!   failure, what was taken is released in reverse order before the call returns.
+//! * Revocation: a lock built [`revocable`](LockBuilder::revocable) can be asked to let go
+//!   ([`revoke`], [`Mutex::revoke_holder`], or Curator's `Revoker`), which its holder sees as
+//!   [`LockGuard::revocation_requested`].
 //! * [`Lock`]: the object-safe trait that every lock-like recipe implements ([`Mutex`],
 //!   [`ReadLock`], [`WriteLock`], [`Semaphore`]), for code that takes any lock, or a
 //!   `Vec<Box<dyn Lock>>`.
@@ -215,6 +218,7 @@ mod participant;
 mod path;
 mod queue;
 mod retry;
+mod revoke;
 mod rwlock;
 mod semaphore;
 mod session;
@@ -231,6 +235,7 @@ pub use multi::{MultiGuard, MultiLock};
 pub use mutex::{InterProcessMutex, Mutex};
 pub use participant::Participant;
 pub use path::LockPath;
+pub use revoke::revoke;
 pub use rwlock::{InterProcessReadWriteLock, ReadLock, RwLock, WriteLock};
 pub use semaphore::{InterProcessSemaphore, Semaphore};
 pub use state::LockState;

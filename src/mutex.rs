@@ -276,6 +276,31 @@ impl Mutex {
         self.handle.reacquire("zk_lock::relock", guard).await
     }
 
+    /// Asks the holder of this mutex, whoever it is, to let go (see [`revoke`](crate::revoke)).
+    /// Returns the holder's node, `None` when nobody holds the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAuthorized`](crate::Error::NotAuthorized) when the holder's lock is not
+    /// [`revocable`](crate::LockBuilder::revocable), session errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once the request is sent, dropping the future does not withdraw it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// if let Some(node) = mutex.revoke_holder().await? {
+    ///     println!("asked {node} to let go");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_holder(&self) -> Result<Option<String>> {
+        self.handle.revoke_first().await
+    }
+
     /// The contenders in the queue now, holder first, with their nodes, sessions and data.
     ///
     /// The nodes are read in multi-reads of at most 100 (and at most half the request size

@@ -104,10 +104,14 @@ pub(crate) struct AttemptName {
 }
 
 impl AttemptName {
-    pub(crate) fn new(marker: &str) -> AttemptName {
+    /// A new attempt of a `marker` contender. Its uuid carries version 8 when its data changes
+    /// can be trusted as handoffs (only the owner may write the node), version 4, as
+    /// Curator's, when they cannot (a revocable lock's node, which others may write).
+    pub(crate) fn new(marker: &str, trusted: bool) -> AttemptName {
         let mut unique = String::with_capacity(PROTECTED.len() + 37 + marker.len());
         unique.push_str(PROTECTED);
-        let id = Uuid::new_v8(Uuid::new_v4().into_bytes());
+        let random = Uuid::new_v4();
+        let id = if trusted { Uuid::new_v8(random.into_bytes()) } else { random };
         unique.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
         unique.push('-');
         let mut prefix = unique.clone();
@@ -166,8 +170,8 @@ mod tests {
 
     #[test]
     fn attempt_names_are_unique_and_recognised() {
-        let a = AttemptName::new("lock-");
-        let b = AttemptName::new("lock-");
+        let a = AttemptName::new("lock-", true);
+        let b = AttemptName::new("lock-", true);
         assert_ne!(a.unique, b.unique);
         assert!(a.prefix.ends_with("-lock-"));
         assert!(a.is_mine(&format!("{}0000000001", a.prefix)));
@@ -177,10 +181,12 @@ mod tests {
 
     #[test]
     fn our_nodes_are_told_from_curators() {
-        let ours = format!("{}0000000001", AttemptName::new("lock-").prefix);
+        let ours = format!("{}0000000001", AttemptName::new("lock-", true).prefix);
         assert!(is_zk_lock_node(&ours), "{ours}");
         assert!(!is_zk_lock_node("_c_0f4e36e2-8c8b-4b5e-9d2c-1b7c8a3e4f5a-lock-0000000042"));
         assert!(!is_zk_lock_node("lock-0000000001"));
         assert!(!is_zk_lock_node("_c_"));
+        // A revocable lock's node (others may write it) is never taken for a handoff.
+        assert!(!is_zk_lock_node(&format!("{}0000000001", AttemptName::new("lock-", false).prefix)));
     }
 }

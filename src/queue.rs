@@ -135,6 +135,8 @@ pub(crate) struct Queue {
     max_request: usize,
     /// What the directory's data must be, if anything.
     mark: Option<Mark>,
+    /// Holders may be asked to let go (others may write their nodes): no handoff.
+    pub(crate) revocable: bool,
     /// The creation zxid of the directory whose mark we checked last (0: none yet): a
     /// directory created again since (a container reaped, then made by someone else) is
     /// checked again.
@@ -230,10 +232,10 @@ impl<'a> Attempt<'a> {
     /// uncontended path) deletes plainly, which is cheaper; a successor that came later then
     /// lists once more.
     fn granted(&mut self, ticket: &mut Ticket, policy: &dyn Policy, by: &'static str) {
-        if ticket.waited && policy.hands_off() {
+        if ticket.waited && policy.hands_off() && !self.queue.revocable {
             ticket.cleanup.set_handoff();
         }
-        ticket.writes_hand_off = policy.hands_off();
+        ticket.writes_hand_off = policy.hands_off() && !self.queue.revocable;
         // Also when granted at once: a contender behind us may have listed before we did and
         // be watching us as a waiter.
         if ticket.behind && policy.touches_on_grant() {
@@ -287,6 +289,7 @@ impl Queue {
             acls,
             max_request,
             mark: None,
+            revocable: false,
             marked: Arc::default(),
             prepared: Arc::default(),
             refused: Arc::default(),
@@ -306,11 +309,18 @@ impl Queue {
             acls: self.acls.clone(),
             max_request: self.max_request,
             mark: self.mark.clone(),
+            revocable: self.revocable,
             marked: self.marked.clone(),
             prepared: self.prepared.clone(),
             refused: self.refused.clone(),
             session: OnceLock::new(),
         }
+    }
+
+    /// Holders may be asked to let go (see `LockBuilder::revocable`).
+    pub(crate) fn with_revocation(mut self, revocable: bool) -> Queue {
+        self.revocable = revocable;
+        self
     }
 
     /// The directory must hold `mark` (written when we create it, checked otherwise).
@@ -397,7 +407,7 @@ impl Queue {
                 None => self.make_dir().await?,
             }
         }
-        Ok(Prepared { node_acls: node_acls(&self.acls, owner) })
+        Ok(Prepared { node_acls: node_acls(&self.acls, owner, self.revocable) })
     }
 
     /// Checks that an existing directory holds our mark; writes it into a directory that holds
@@ -451,7 +461,7 @@ impl Queue {
     /// this future at any point leaves no node behind.
     async fn enqueue(&self) -> Result<Ticket> {
         let prepared = self.prepare().await?;
-        let attempt = AttemptName::new(self.marker());
+        let attempt = AttemptName::new(self.marker(), !self.revocable);
         let prefix = self.dir.child(&attempt.prefix);
         let mut cleanup =
             NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone(), self.refused.clone());

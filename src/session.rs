@@ -219,7 +219,8 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         for t in &trackers {
             t.set_connected(fresh);
             if !t.watched.load(Ordering::Acquire) {
-                let due = t.since + s.heartbeat_every;
+                // A revocable hold watches its node at once: a request to let go is news.
+                let due = if t.revocable { t.since } else { t.since + s.heartbeat_every };
                 if connected && now >= due {
                     t.watched.store(true, Ordering::Release);
                     tokio::spawn(watch_node(Arc::downgrade(t), client.clone()));
@@ -257,6 +258,9 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
     }
 }
 
+/// What a revoker writes into a holder's node: Apache Curator's `Revoker` protocol.
+pub(crate) const REVOKE: &[u8] = b"__REVOKE__";
+
 /// Watches the holder's own node, so that its deletion by anyone but the holder is a loss.
 async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
     for _ in 0..u32::MAX {
@@ -267,6 +271,7 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
         let path = t.node.clone();
         let own_writes = t.own_writes;
         let writes_hand_off = t.writes_hand_off;
+        let revocable = t.revocable;
         let session = t.session().clone();
         let retry_in = session.heartbeat_every;
         drop(t);
@@ -277,7 +282,7 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
             }
         };
         match result {
-            Ok((_, stat, watcher)) => {
+            Ok((data, stat, watcher)) => {
                 drop(session);
                 if stat.ephemeral_owner != client.session_id().0 {
                     lose("lock node belongs to another session");
@@ -285,7 +290,14 @@ async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
                 }
                 // Only our own release (and a semaphore's grant, counted in `own_writes`)
                 // writes our node: anyone else's write may have handed the lock on.
-                // (A node whose writes hand nothing on may be written: a leader publishing.)
+                if revocable && data == REVOKE {
+                    // Others may write a revocable node: only a request to let go means anything.
+                    if let Some(t) = tracker.upgrade() {
+                        t.request_revocation();
+                    }
+                }
+                // (A node whose writes hand nothing on may be written: a leader publishing, a
+                // revoker asking.)
                 if writes_hand_off && stat.version > own_writes {
                     lose("lock node written by someone else");
                     return;

@@ -72,10 +72,20 @@ pub(crate) struct Tracker {
     pub(crate) own_writes: i32,
     /// Whether a write to our node would pass the lock on (see `Ticket::writes_hand_off`).
     pub(crate) writes_hand_off: bool,
+    /// Others may write our node to ask us to let go (see `LockBuilder::revocable`).
+    pub(crate) revocable: bool,
+    /// Set once someone asked us to let go.
+    revocation: watch::Sender<bool>,
 }
 
 impl Tracker {
-    pub(crate) fn new(session: Arc<SessionShared>, lock: String, node: String, ticket: &Ticket) -> Arc<Tracker> {
+    pub(crate) fn new(
+        session: Arc<SessionShared>,
+        lock: String,
+        node: String,
+        ticket: &Ticket,
+        revocable: bool,
+    ) -> Arc<Tracker> {
         let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
         let (tx, _) = watch::channel(initial);
         let tracker = Arc::new(Tracker {
@@ -88,6 +98,8 @@ impl Tracker {
             watched: AtomicBool::new(false),
             own_writes: ticket.own_writes,
             writes_hand_off: ticket.writes_hand_off,
+            revocable,
+            revocation: watch::channel(false).0,
         });
         tracker.session.register(&tracker);
         tracker
@@ -140,6 +152,22 @@ impl Tracker {
         if !self.releasing.load(Ordering::Acquire) {
             self.lose_session(why);
         }
+    }
+
+    /// Someone asked us to let go: says so once.
+    pub(crate) fn request_revocation(&self) {
+        self.revocation.send_if_modified(|asked| {
+            if *asked {
+                return false;
+            }
+            tracing::info!(target: "zk_lock", lock = %self.lock, node = %self.node, "revocation requested");
+            *asked = true;
+            true
+        });
+    }
+
+    pub(crate) fn revocation(&self) -> watch::Receiver<bool> {
+        self.revocation.subscribe()
     }
 
     pub(crate) fn start_release(&self) {
