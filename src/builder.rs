@@ -187,7 +187,9 @@ impl<R> LockBuilder<R> {
     /// lists the directory once more before it knows it is first (one more round trip per
     /// contended handoff). A write to a revocable holder's node never passes the lock on, and
     /// is not taken for a loss either. Non-revocable locks keep their nodes writable by their
-    /// owner alone, and refuse revocation with `NotAuthorized`.
+    /// owner alone, and refuse revocation with `NotAuthorized`. A request replaces the node's
+    /// data: [`participants`](crate::Mutex::participants) (and an election's `leader()`) then show
+    /// `__REVOKE__` instead of the holder's own data, as with Curator.
     ///
     /// # Examples
     ///

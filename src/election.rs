@@ -422,6 +422,38 @@ impl Leadership {
         self.guard.fenced()
     }
 
+    /// Resolves once someone asked us to step down (an election built
+    /// [`revocable`](crate::LockBuilder::revocable)): see [`LockGuard::revocation_requested`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) -> zk_lock::Result<()> {
+    /// leadership.revocation_requested().await;
+    /// leadership.resign().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revocation_requested(&self) {
+        self.guard.revocation_requested().await
+    }
+
+    /// Whether someone asked us to step down.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// let asked = leadership.is_revocation_requested();
+    /// # }
+    /// ```
+    pub fn is_revocation_requested(&self) -> bool {
+        self.guard.is_revocation_requested()
+    }
+
     /// Resolves once the leadership is `Lost` (see [`LeaderElection`] for when that is).
     ///
     /// # Cancel safety

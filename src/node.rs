@@ -6,7 +6,8 @@
 //!
 //! Our uuids are random but carry version 8 (custom) where Curator's and `zookeeper-client`'s
 //! carry version 4: that tells a zk-lock node from theirs by name alone, which the handoff
-//! (see `queue`) relies on.
+//! (see `queue`) relies on. A revocable lock's nodes, which others may write, carry version 4
+//! too: their data changes are never trusted either.
 
 use uuid::Uuid;
 

@@ -610,10 +610,20 @@ impl Queue {
     fn touch(&self, ticket: &mut Ticket) {
         ticket.own_writes += 1;
         let (client, node, data) = (self.client.clone(), ticket.node.clone(), self.data.clone());
+        let revocable = self.revocable;
         tokio::spawn(async move {
             // Only from version 0: a retry after an unknown outcome must not write twice (the
-            // self-watch would take a second write for someone else's).
-            let written = until_known(&client, &node, || client.set_data(&node, &data, Some(0))).await;
+            // self-watch would take a second write for someone else's). A revocable node may
+            // have been written by a revoker already: write back what it holds, at its version.
+            let version = match revocable {
+                false => Some((data, 0)),
+                true => match until_known(&client, &node, || client.get_data(&node)).await {
+                    Ok(Ok((data, stat))) => Some((data, stat.version)),
+                    _ => None,
+                },
+            };
+            let Some((data, version)) = version else { return };
+            let written = until_known(&client, &node, || client.set_data(&node, &data, Some(version))).await;
             match written {
                 Ok(Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoNode)) => {}
                 Ok(Err(e)) => {
@@ -734,6 +744,8 @@ impl Queue {
         let mut waiting = None;
         let mut retry = Retry::new(&self.client);
         let mut dir_watch: Option<zk::OneshotWatcher> = None;
+        // The node (and data version) we last found already written and listed again for.
+        let mut seen_written: Option<(String, i32)> = None;
         loop {
             // The listing is not kept while we wait: with a long queue it is the bulk of a
             // waiter's memory.
@@ -803,7 +815,16 @@ impl Queue {
             // deliver watch events on nodes the watcher may not read.)
             match self.client.get_and_watch_data(&watched).await {
                 // Written before our watch was set: the grant that touched it already happened.
-                Ok((_, stat, _)) if stat.version > 0 && policy.touches_on_grant() => retry.reset(),
+                // (A revocable node may have been written by a revoker instead: look again only
+                // once per version, then wait.)
+                Ok((_, stat, _))
+                    if stat.version > 0
+                        && policy.touches_on_grant()
+                        && seen_written.as_ref() != Some(&(watched.clone(), stat.version)) =>
+                {
+                    retry.reset();
+                    seen_written = Some((watched.clone(), stat.version));
+                }
                 Ok((_, _, watcher)) => {
                     retry.reset();
                     tokio::select! {

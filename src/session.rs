@@ -137,7 +137,12 @@ impl SessionShared {
         }
         trackers.push(Arc::downgrade(tracker));
         drop(trackers);
-        self.wake_if_idle();
+        if tracker.revocable {
+            // Its self-watch is due at once: a busy monitor would see it only at its next tick.
+            self.wake.notify_one();
+        } else {
+            self.wake_if_idle();
+        }
     }
 
     /// Wakes the monitor if it sleeps without timers. Paired with the monitor's "clear `active`,

@@ -95,3 +95,40 @@ async fn writing_a_revocable_holders_node_passes_nothing_on() {
     next.release().await.unwrap();
     assert!(children(&a, &path).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_waiter_of_a_revocable_semaphore_stalls_nobody() {
+    let server = common::ZkServer::start();
+    let cs = server.connect_string();
+    let clients = common::connect_many(&cs, 3, T).await;
+    let path = "/revoke/sem";
+    let sems: Vec<zk_lock::Semaphore> = clients
+        .iter()
+        .map(|c| zk_lock::Semaphore::builder(c, path).permits(1).revocable(true).build().unwrap())
+        .collect();
+    let a = sems[0].acquire().await.unwrap();
+    let spawn = |s: &zk_lock::Semaphore| {
+        let s = s.clone();
+        tokio::spawn(async move { s.acquire().await.unwrap() })
+    };
+    let b = spawn(&sems[1]);
+    wait_for_children(&clients[0], path, 2).await;
+    let c = spawn(&sems[2]);
+    wait_for_children(&clients[0], path, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ask the waiting B to let go: C, which watches B, must not take that write for B's grant
+    // over and over.
+    let queue = sems[0].participants().await.unwrap();
+    assert!(zk_lock::revoke(&clients[0], queue[1].node()).await.unwrap());
+    let before = server.mntr().get("zk_packets_received").unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spent = server.mntr().get("zk_packets_received").unwrap() - before;
+    assert!(spent < 60, "{spent} requests in a second: the waiter behind a revoked node spins");
+    // And the grant of B still wakes C.
+    a.release().await.unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(3), b).await.expect("B granted").unwrap();
+    tokio::time::timeout(Duration::from_secs(2), b.revocation_requested()).await.expect("the request waited for B");
+    b.release().await.unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(3), c).await.expect("C granted").unwrap();
+    c.release().await.unwrap();
+}
