@@ -11,8 +11,8 @@
 //! ```
 //!
 //! The recipe workloads (RW1 read/write lock, S1 semaphore, E1 election) are measured for
-//! zk-lock; the Curator and Kazoo drivers in `bench/peers/` run the mutex workloads only (their
-//! recipe workloads are not written yet).
+//! zk-lock here, and for Curator by `bench/peers/curator/run`; the Kazoo driver runs the mutex
+//! workloads only.
 //!
 //! It prints exactly one JSON object on stdout; logs go to stderr (`RUST_LOG`, default `warn`).
 //!

@@ -1,6 +1,7 @@
 // Apache Curator peer of the zk-lock benchmark (see /work/shared/bench-contract.md and
 // examples/bench.rs, whose options, workloads, lock paths and JSON fields this mirrors).
-// Lock: org.apache.curator.framework.recipes.locks.InterProcessMutex. Every client is its
+// Recipes: InterProcessMutex (W1-W4), InterProcessReadWriteLock (RW1), InterProcessSemaphoreV2 (S1),
+// LeaderLatch (E1). Every client is its
 // own CuratorFramework (own ZooKeeper session). Server counters come from `mntr` exactly as in
 // examples/bench.rs: packets = zk_packets_received delta - 1 (the closing mntr), writes =
 // zk_cnt_updatelatency, reads = zk_cnt_readlatency (includes pings), watch events = sum of
@@ -26,7 +27,13 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 
 public class Bench {
@@ -66,6 +73,81 @@ public class Bench {
 
   static final class Snap {
     long at; Map<String, Long> mntr; double cpu; Double server;
+  }
+
+  /** In-process counters of the recipe workloads (RW1, S1, E1). */
+  static final class RecipeStats {
+    final AtomicInteger readers = new AtomicInteger(), writers = new AtomicInteger();
+    final AtomicInteger maxReaders = new AtomicInteger(), maxWriters = new AtomicInteger();
+    final AtomicInteger violations = new AtomicInteger(), reads = new AtomicInteger();
+    final AtomicInteger holders = new AtomicInteger(), maxHolders = new AtomicInteger();
+    final AtomicInteger terms = new AtomicInteger();
+    final AtomicLong resignedAt = new AtomicLong(0);
+    final List<Double> failovers = new ArrayList<>();
+  }
+
+  static double readRatio = 0.9;
+  static long seed = 1, holdMs = 0;
+  static int permits = 4, terms = 200;
+
+  static void hold() {
+    if (holdMs == 0) Thread.yield(); else sleep(holdMs);
+  }
+
+  /** One operation of a recipe workload; returns its acquire latency in ms. */
+  static double recipeOp(CuratorFramework c, String path, RecipeStats s, long[] rng) throws Exception {
+    long asked = System.nanoTime();
+    switch (workload) {
+      case "RW1": {
+        rng[0] ^= rng[0] << 13;
+        rng[0] ^= rng[0] >>> 7;
+        rng[0] ^= rng[0] << 17;
+        boolean read = Long.remainderUnsigned(rng[0], 1_000_000) / 1e6 < readRatio;
+        InterProcessReadWriteLock rw = new InterProcessReadWriteLock(c, path);
+        InterProcessMutex m = read ? rw.readLock() : rw.writeLock();
+        m.acquire();
+        double lat = (System.nanoTime() - asked) / 1e6;
+        if (read) {
+          s.reads.incrementAndGet();
+          s.maxReaders.accumulateAndGet(s.readers.incrementAndGet(), Math::max);
+          if (s.writers.get() != 0) s.violations.incrementAndGet();
+        } else {
+          int now = s.writers.incrementAndGet();
+          s.maxWriters.accumulateAndGet(now, Math::max);
+          if (now != 1 || s.readers.get() != 0) s.violations.incrementAndGet();
+        }
+        hold();
+        if (read) s.readers.decrementAndGet(); else s.writers.decrementAndGet();
+        m.release();
+        return lat;
+      }
+      case "S1": {
+        InterProcessSemaphoreV2 sem = new InterProcessSemaphoreV2(c, path, permits);
+        Lease lease = sem.acquire();
+        double lat = (System.nanoTime() - asked) / 1e6;
+        s.maxHolders.accumulateAndGet(s.holders.incrementAndGet(), Math::max);
+        hold();
+        s.holders.decrementAndGet();
+        sem.returnLease(lease);
+        return lat;
+      }
+      default: { // E1
+        LeaderLatch latch = new LeaderLatch(c, path);
+        latch.start();
+        latch.await();
+        long led = System.nanoTime();
+        double lat = (led - asked) / 1e6;
+        long resigned = s.resignedAt.getAndSet(0);
+        if (resigned != 0) synchronized (s.failovers) { s.failovers.add((led - resigned) / 1e6); }
+        s.maxHolders.accumulateAndGet(s.holders.incrementAndGet(), Math::max);
+        s.terms.incrementAndGet();
+        hold();
+        s.holders.decrementAndGet();
+        s.resignedAt.set(System.nanoTime());
+        latch.close();
+        return lat;
+      }
+    }
   }
 
   // ------------------------------------------------------------------------ options --
@@ -221,7 +303,12 @@ public class Bench {
         case "--session-timeout-ms": sessionTimeoutMs = Integer.parseInt(v); break;
         case "--path": base = v; break;
         case "--deadline-s": deadlineS = Double.parseDouble(v); break;
-        case "--recipe": if (!v.equals("mutex")) throw new IllegalArgumentException("recipe: only mutex"); break;
+        case "--recipe": break; // checked against the workload below
+        case "--read-ratio": readRatio = Double.parseDouble(v); break;
+        case "--seed": seed = Long.parseLong(v); break;
+        case "--permits": permits = Integer.parseInt(v); break;
+        case "--terms": terms = Integer.parseInt(v); break;
+        case "--hold-ms": holdMs = Long.parseLong(v); break;
         case "--peer": if (!v.equals("curator")) throw new IllegalArgumentException("peer: only curator"); break;
         default: throw new IllegalArgumentException("unknown option " + a);
       }
@@ -233,6 +320,7 @@ public class Bench {
       case "W2": d = new int[] {16, 100, 10}; break;
       case "W3": d = new int[] {16, 200, 20}; break;
       case "W4": d = new int[] {16, 1, 2}; break;
+      case "RW1": case "S1": case "E1": d = new int[] {16, 100, 10}; break;
       default: throw new IllegalArgumentException("unknown workload " + workload);
     }
     clients = oc != null ? oc : d[0];
@@ -255,7 +343,82 @@ public class Bench {
     int maxHolders;
     Integer fifo;
     boolean timedOut = false;
-    if (!workload.equals("W4")) {
+    String extraFields = "";
+    boolean recipe = workload.equals("RW1") || workload.equals("S1") || workload.equals("E1");
+    if (recipe) {
+      for (int i = 0; i < clients; i++) all.add(newClient());
+      String lock = base + "/recipe";
+      cleanup.add(lock);
+      RecipeStats rs = new RecipeStats();
+      CyclicBarrier barrier = new CyclicBarrier(clients + 1);
+      List<Thread> ts = new ArrayList<>();
+      for (int i = 0; i < clients; i++) {
+        final int k = i;
+        String warm = base + "/warmup-" + i;
+        cleanup.add(warm);
+        Result r = new Result();
+        results.add(r);
+        Thread t = new Thread(() -> {
+          long[] rng = {(seed + k) | 1};
+          RecipeStats ws = new RecipeStats();
+          for (int j = 0; j < warmup; j++) {
+            try { recipeOp(all.get(k), warm, ws, rng); } catch (Exception e) { System.err.println("bench: warm-up: " + e); }
+          }
+          await(barrier);
+          await(barrier);
+          int op = 0;
+          while (true) {
+            boolean enough = workload.equals("E1") ? rs.terms.get() >= terms : op >= cycles;
+            if (enough) break;
+            if (left() <= 0) { r.timedOut = true; break; }
+            op++;
+            try {
+              r.lat.add(recipeOp(all.get(k), lock, rs, rng));
+              r.acquired++;
+            } catch (Exception e) {
+              System.err.println("bench: client " + k + ": " + e);
+              r.errors++;
+            }
+          }
+        });
+        t.setDaemon(true);
+        ts.add(t);
+        t.start();
+      }
+      await(barrier);
+      before = snapshot();
+      await(barrier);
+      join(ts, 10_000);
+      after = snapshot();
+      for (Thread t : ts) timedOut |= t.isAlive();
+      maxHolders = Math.max(rs.maxHolders.get(), rs.maxWriters.get());
+      fifo = null;
+      StringBuilder x = new StringBuilder();
+      int total = 0;
+      for (Result r : results) total += r.acquired;
+      switch (workload) {
+        case "RW1":
+          field(x, "reads", rs.reads.get());
+          field(x, "writes", total - rs.reads.get());
+          field(x, "max_readers", rs.maxReaders.get());
+          field(x, "max_writers", rs.maxWriters.get());
+          field(x, "rw_violations", rs.violations.get());
+          break;
+        case "S1":
+          field(x, "permits", permits);
+          break;
+        default:
+          List<Double> f;
+          synchronized (rs.failovers) { f = new ArrayList<>(rs.failovers); }
+          Collections.sort(f);
+          field(x, "terms", rs.terms.get());
+          field(x, "failover_p50_ms", pct(f, 0.5));
+          field(x, "failover_p99_ms", pct(f, 0.99));
+          field(x, "failover_max_ms", f.isEmpty() ? "null" : num(f.get(f.size() - 1), 3));
+          field(x, "max_leaders", rs.maxHolders.get());
+      }
+      extraFields = x.toString();
+    } else if (!workload.equals("W4")) {
       boolean shared = !workload.equals("W3");
       for (int i = 0; i < clients; i++) all.add(newClient());
       PathStats sharedStats = new PathStats(true), warmStats = new PathStats(false);
@@ -430,6 +593,7 @@ public class Bench {
       field(o, "waiters", waiters);
       field(o, "watch_events_per_handoff", per(watch, acquired));
     }
+    o.append(extraFields);
     o.setLength(o.length() - 1);
     o.append("}");
     System.out.println(o);
