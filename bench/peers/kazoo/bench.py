@@ -24,7 +24,16 @@ from kazoo.client import KazooClient
 
 log = logging.getLogger("bench-kazoo")
 
-DEFAULTS = {"W1": (1, 2000, 200), "W2": (16, 100, 10), "W3": (16, 200, 20), "W4": (16, 1, 2)}
+DEFAULTS = {
+    "W1": (1, 2000, 200),
+    "W2": (16, 100, 10),
+    "W3": (16, 200, 20),
+    "W4": (16, 1, 2),
+    "RW1": (16, 100, 10),
+    "S1": (16, 100, 10),
+    "E1": (16, 100, 10),
+}
+MASK = (1 << 64) - 1
 
 
 def read_mntr(addr):
@@ -199,6 +208,160 @@ def run_loops(args, setup, shared):
     }
 
 
+class RecipeStats:
+    def __init__(self):
+        self.mu = threading.Lock()
+        self.readers = self.writers = self.max_readers = self.max_writers = 0
+        self.violations = self.reads = self.holders = self.max_holders = self.terms = 0
+        self.resigned_at = None
+        self.failovers = []
+
+
+def hold(args):
+    time.sleep(args.hold_ms / 1000.0 if args.hold_ms else 0)
+
+
+def recipe_op(args, client, path, s, rng):
+    """One operation of RW1, S1 or E1; returns its acquire latency in ms."""
+    asked = time.monotonic()
+    if args.workload == "RW1":
+        x = rng[0]
+        x ^= (x << 13) & MASK
+        x ^= x >> 7
+        x ^= (x << 17) & MASK
+        rng[0] = x
+        read = (x % 1_000_000) / 1e6 < args.read_ratio
+        lock = client.ReadLock(path) if read else client.WriteLock(path)
+        lock.acquire()
+        lat = (time.monotonic() - asked) * 1e3
+        with s.mu:
+            if read:
+                s.reads += 1
+                s.readers += 1
+                s.max_readers = max(s.max_readers, s.readers)
+                s.violations += s.writers != 0
+            else:
+                s.writers += 1
+                s.max_writers = max(s.max_writers, s.writers)
+                s.violations += s.writers != 1 or s.readers != 0
+        hold(args)
+        with s.mu:
+            if read:
+                s.readers -= 1
+            else:
+                s.writers -= 1
+        lock.release()
+        return lat
+    if args.workload == "S1":
+        sem = client.Semaphore(path, max_leases=args.permits)
+        sem.acquire()
+        lat = (time.monotonic() - asked) * 1e3
+        with s.mu:
+            s.holders += 1
+            s.max_holders = max(s.max_holders, s.holders)
+        hold(args)
+        with s.mu:
+            s.holders -= 1
+        sem.release()
+        return lat
+    # E1: Kazoo's Election runs the function while it leads, and resigns when it returns.
+    lat = [None]
+
+    def lead():
+        led = time.monotonic()
+        lat[0] = (led - asked) * 1e3
+        with s.mu:
+            if s.resigned_at is not None:
+                s.failovers.append((led - s.resigned_at) * 1e3)
+                s.resigned_at = None
+            s.holders += 1
+            s.max_holders = max(s.max_holders, s.holders)
+            s.terms += 1
+        hold(args)
+        with s.mu:
+            s.holders -= 1
+            s.resigned_at = time.monotonic()
+
+    client.Election(path).run(lead)
+    return lat[0]
+
+
+def run_recipe(args, setup):
+    clients = [connect(args, setup["deadline"]) for _ in range(setup["clients"])]
+    base = setup["base"]
+    lock_path = base + "/recipe"
+    s = RecipeStats()
+    barrier = threading.Barrier(setup["clients"] + 1, timeout=max(1.0, setup["deadline"] - time.monotonic() + 5))
+    results = [Result() for _ in clients]
+
+    def worker(i):
+        rng = [(args.seed + i) | 1]
+        warm = RecipeStats()
+        for _ in range(setup["warmup"]):
+            try:
+                recipe_op(args, clients[i], "%s/warmup-%d" % (base, i), warm, rng)
+            except Exception as e:  # noqa: BLE001
+                log.warning("warm-up: %r", e)
+        barrier.wait()
+        barrier.wait()
+        op = 0
+        while True:
+            enough = s.terms >= args.terms if args.workload == "E1" else op >= setup["cycles"]
+            if enough:
+                return
+            if time.monotonic() >= setup["deadline"]:
+                results[i].timed_out = True
+                return
+            op += 1
+            try:
+                results[i].lat.append(recipe_op(args, clients[i], lock_path, s, rng))
+                results[i].acquired += 1
+            except Exception as e:  # noqa: BLE001
+                log.warning("client %d: %r", i, e)
+                results[i].errors += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    before = snapshot(setup["mntr"], setup["pid"])
+    barrier.wait()
+    for t in threads:
+        t.join(max(1.0, setup["deadline"] - time.monotonic() + 10))
+    after = snapshot(setup["mntr"], setup["pid"])
+    total = sum(r.acquired for r in results)
+    if args.workload == "RW1":
+        extra = {
+            "reads": s.reads,
+            "writes": total - s.reads,
+            "max_readers": s.max_readers,
+            "max_writers": s.max_writers,
+            "rw_violations": s.violations,
+        }
+    elif args.workload == "S1":
+        extra = {"permits": args.permits}
+    else:
+        f = sorted(s.failovers)
+        extra = {
+            "terms": s.terms,
+            "failover_p50_ms": rnd(pct(f, 0.5), 3),
+            "failover_p99_ms": rnd(pct(f, 0.99), 3),
+            "failover_max_ms": rnd(f[-1] if f else None, 3),
+            "max_leaders": s.max_holders,
+        }
+    return {
+        "before": before,
+        "after": after,
+        "results": results,
+        "clients": clients,
+        "max_holders": max(s.max_holders, s.max_writers),
+        "fifo": None,
+        "timed_out": any(r.timed_out for r in results) or any(t.is_alive() for t in threads),
+        "cleanup": [lock_path] + ["%s/warmup-%d" % (base, i) for i in range(len(clients))],
+        "extra": extra,
+    }
+
+
 def run_queue(args, setup):
     deadline = setup["deadline"]
     holder_client = connect(args, deadline)
@@ -294,7 +457,7 @@ def rnd(x, d):
 
 def main():
     p = argparse.ArgumentParser(description="Kazoo peer of the zk-lock benchmark")
-    p.add_argument("workload", type=str.upper, choices=["W1", "W2", "W3", "W4"])
+    p.add_argument("workload", type=str.upper, choices=["W1", "W2", "W3", "W4", "RW1", "S1", "E1"])
     p.add_argument("--connect", required=True)
     p.add_argument("--mntr")
     p.add_argument("--clients", type=int)
@@ -303,7 +466,12 @@ def main():
     p.add_argument("--waiters", type=int, default=256)
     p.add_argument("--session-timeout-ms", type=int, default=10000)
     p.add_argument("--path")
-    p.add_argument("--recipe", default="mutex", choices=["mutex"])
+    p.add_argument("--recipe", choices=["mutex", "rwlock", "semaphore", "election"])
+    p.add_argument("--read-ratio", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--permits", type=int, default=4)
+    p.add_argument("--terms", type=int, default=200)
+    p.add_argument("--hold-ms", type=int, default=0)
     p.add_argument("--peer", default="kazoo", choices=["kazoo"])
     p.add_argument("--deadline-s", type=float, default=180)
     args = p.parse_args()
@@ -323,7 +491,9 @@ def main():
     if setup["pid"] is not None and proc_cpu(setup["pid"]) is None:
         raise SystemExit("bench: cannot read /proc/%d/stat (ZK_SERVER_PID)" % setup["pid"])
     read_mntr(setup["mntr"])
-    if args.workload == "W4":
+    if args.workload in ("RW1", "S1", "E1"):
+        o = run_recipe(args, setup)
+    elif args.workload == "W4":
         o = run_queue(args, setup)
     else:
         o = run_loops(args, setup, args.workload != "W3")
@@ -380,6 +550,7 @@ def main():
     if args.workload == "W4":
         out["waiters"] = args.waiters
         out["watch_events_per_handoff"] = rnd(per(d["watch"]), 3)
+    out.update(o.get("extra", {}))
     print(json.dumps(out))
     sys.stdout.flush()
 
