@@ -171,3 +171,42 @@ async fn the_order_and_the_duplicates_are_those_of_the_server_paths() {
     assert_eq!(order, ["/x".to_owned(), format!("{root}/x")]);
     multi.acquire().await.unwrap().release().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_multi_acquires_leave_no_node() {
+    let cs = shared_connect();
+    let root = unique_path("multi-cancel");
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    let multi = MultiLock::new(members(&a, &root, [0, 1, 2])).unwrap();
+    let mut rng = common::Rng::new("MULTI_CANCEL_SEED");
+    let mut cancelled = 0;
+    for i in 0..40 {
+        // Every other round someone else holds the last member, so the cancel can hit a wait
+        // with the first two held.
+        let holder = if i % 2 == 0 {
+            Some(Semaphore::new(&b, format!("{root}/c-sem"), 1).unwrap().acquire().await.unwrap())
+        } else {
+            None
+        };
+        let deadline = Duration::from_micros(rng.below(8000));
+        let attempt: std::pin::Pin<Box<dyn std::future::Future<Output = zk_lock::Result<zk_lock::MultiGuard>> + Send>> =
+            match rng.below(3) {
+                0 => Box::pin(multi.acquire()),
+                1 => Box::pin(multi.acquire_timeout(Duration::from_secs(5))),
+                _ => Box::pin(multi.try_acquire()),
+            };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(Ok(held)) => held.release().await.unwrap(),
+            Ok(Err(Error::WouldBlock { .. })) => {}
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => cancelled += 1,
+        }
+        if let Some(h) = holder {
+            h.release().await.unwrap();
+        }
+    }
+    assert!(cancelled >= 10, "the test must really cancel: {cancelled}");
+    let clean = common::wait_until_async(Duration::from_secs(10), || async { nodes(&a, &root).await == 0 }).await;
+    assert!(clean, "nodes left behind: {}", nodes(&a, &root).await);
+    multi.acquire_timeout(Duration::from_secs(5)).await.expect("nobody stalls").release().await.unwrap();
+}

@@ -185,8 +185,17 @@ async fn cancelled_acquires_leave_no_node() {
         } else {
             Vec::new()
         };
-        match tokio::time::timeout(Duration::from_micros(rng.below(4000)), sems[0].acquire()).await {
-            Ok(permit) => permit.unwrap().release().await.unwrap(),
+        type Acquire<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = zk_lock::Result<zk_lock::LockGuard>> + Send + 'a>>;
+        let attempt: Acquire<'_> = match rng.below(3) {
+            0 => Box::pin(sems[0].acquire()),
+            1 => Box::pin(sems[0].acquire_timeout(Duration::from_secs(5))),
+            _ => Box::pin(sems[0].try_acquire()),
+        };
+        match tokio::time::timeout(Duration::from_micros(rng.below(4000)), attempt).await {
+            Ok(Ok(permit)) => permit.release().await.unwrap(),
+            Ok(Err(Error::WouldBlock { .. })) => {}
+            Ok(Err(e)) => panic!("{e}"),
             Err(_) => cancelled += 1,
         }
         for h in holders {
