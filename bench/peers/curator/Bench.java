@@ -271,6 +271,16 @@ public class Bench {
     }
   }
 
+  /** The threads `ts` meet the main thread twice on `barrier` (warmed up; go): the counters
+   *  are read between the two meetings and after every thread is done. */
+  static Snap[] measuredPhase(List<Thread> ts, CyclicBarrier barrier) throws Exception {
+    await(barrier);
+    Snap before = snapshot();
+    await(barrier);
+    join(ts, 10_000);
+    return new Snap[] {before, snapshot()};
+  }
+
   static void join(List<Thread> ts, long extraMs) throws InterruptedException {
     for (Thread t : ts) t.join(Math.max(1, left() / 1_000_000 + extraMs));
   }
@@ -385,11 +395,9 @@ public class Bench {
         ts.add(t);
         t.start();
       }
-      await(barrier);
-      before = snapshot();
-      await(barrier);
-      join(ts, 10_000);
-      after = snapshot();
+      Snap[] phase = measuredPhase(ts, barrier);
+      before = phase[0];
+      after = phase[1];
       for (Thread t : ts) timedOut |= t.isAlive();
       maxHolders = Math.max(rs.maxHolders.get(), rs.maxWriters.get());
       fifo = null;
@@ -446,11 +454,9 @@ public class Bench {
         ts.add(t);
         t.start();
       }
-      await(barrier);
-      before = snapshot();
-      await(barrier);
-      join(ts, 10_000);
-      after = snapshot();
+      Snap[] phase = measuredPhase(ts, barrier);
+      before = phase[0];
+      after = phase[1];
       maxHolders = 0;
       for (PathStats s : stats) maxHolders = Math.max(maxHolders, s.maxHolders);
       fifo = shared ? sharedStats.inversions() : null;

@@ -164,6 +164,20 @@ def connect(args, deadline):
     return c
 
 
+def measured_phase(worker, n, barrier, setup):
+    """Starts `n` threads of `worker(i)`, which meet the main thread twice on `barrier` (warmed
+    up; go); reads the counters between the two meetings and after every thread is done."""
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    before = snapshot(setup["mntr"], setup["pid"])
+    barrier.wait()
+    for t in threads:
+        t.join(max(1.0, setup["deadline"] - time.monotonic() + 10))
+    return threads, before, snapshot(setup["mntr"], setup["pid"])
+
+
 def run_loops(args, setup, shared):
     clients = [connect(args, setup["deadline"]) for _ in range(setup["clients"])]
     base = setup["base"]
@@ -184,15 +198,7 @@ def run_loops(args, setup, shared):
         barrier.wait()
         run_cycles(clients[i], lock_path(i), stats[i], setup["cycles"], setup["deadline"], results[i])
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(clients))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    before = snapshot(setup["mntr"], setup["pid"])
-    barrier.wait()
-    for t in threads:
-        t.join(max(1.0, setup["deadline"] - time.monotonic() + 10))
-    after = snapshot(setup["mntr"], setup["pid"])
+    threads, before, after = measured_phase(worker, len(clients), barrier, setup)
     paths = []
     for i in range(1 if shared else len(clients)):
         paths += [lock_path(i), warm_path(i)]
@@ -320,15 +326,7 @@ def run_recipe(args, setup):
                 log.warning("client %d: %r", i, e)
                 results[i].errors += 1
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(clients))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    before = snapshot(setup["mntr"], setup["pid"])
-    barrier.wait()
-    for t in threads:
-        t.join(max(1.0, setup["deadline"] - time.monotonic() + 10))
-    after = snapshot(setup["mntr"], setup["pid"])
+    threads, before, after = measured_phase(worker, len(clients), barrier, setup)
     total = sum(r.acquired for r in results)
     if args.workload == "RW1":
         extra = {
