@@ -1,14 +1,17 @@
 //! Options every lock recipe shares, set once, checked once.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use zookeeper_client as zk;
 
+use crate::connection::Connection;
 use crate::error::Result;
+use crate::handle::Lanes;
 use crate::limits::DEFAULT_MAX_REQUEST;
 use crate::node::Layout;
 use crate::path::LockPath;
-use crate::queue::{Mark, Queue};
+use crate::queue::{Mark, Spec};
 
 /// Options for a lock ([`Mutex`](crate::Mutex), [`RwLock`](crate::RwLock)): node data, ACLs,
 /// the server's request size limit. Made by `Mutex::builder`, `RwLock::builder`; the options
@@ -25,7 +28,7 @@ use crate::queue::{Mark, Queue};
 /// ```
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct LockBuilder<R> {
-    client: zk::Client,
+    conn: Connection,
     path: String,
     data: Vec<u8>,
     acls: Vec<zk::Acl>,
@@ -33,6 +36,8 @@ pub struct LockBuilder<R> {
     /// A semaphore's permit count.
     permits: u32,
     revocable: bool,
+    requeue: bool,
+    lease: Option<std::time::Duration>,
     recipe: PhantomData<fn() -> R>,
 }
 
@@ -62,46 +67,61 @@ impl<R> std::fmt::Debug for LockBuilder<R> {
 impl<R> Clone for LockBuilder<R> {
     fn clone(&self) -> Self {
         LockBuilder {
-            client: self.client.clone(),
+            conn: self.conn.clone(),
             path: self.path.clone(),
             data: self.data.clone(),
             acls: self.acls.clone(),
             max_request: self.max_request,
             permits: self.permits,
             revocable: self.revocable,
+            requeue: self.requeue,
+            lease: self.lease,
             recipe: PhantomData,
         }
     }
 }
 
 impl<R> LockBuilder<R> {
-    pub(crate) fn new(client: &zk::Client, path: String) -> LockBuilder<R> {
+    pub(crate) fn new(conn: Connection, path: String) -> LockBuilder<R> {
         LockBuilder {
-            client: client.clone(),
+            conn,
             path,
             data: Vec::new(),
             acls: zk::Acls::anyone_all().iter().cloned().collect(),
             max_request: DEFAULT_MAX_REQUEST,
             permits: 1,
             revocable: false,
+            requeue: true,
+            lease: None,
             recipe: PhantomData,
         }
     }
 
     /// Checks the path, the ACLs and the request size, and makes the queue of one kind of
     /// contender (`kind`: index of its marker in `layout`), in a directory that holds `mark`.
-    pub(crate) fn queue(&self, layout: Layout, kind: usize, mark: Option<Mark>) -> Result<Queue> {
+    /// The checked queues of this lock, one per kind of contender in its directory.
+    pub(crate) fn lanes(&self, layout: Layout, kinds: &[usize], mark: Option<Mark>) -> Result<Arc<Lanes>> {
         let dir = LockPath::new(self.path.clone())?;
-        let queue =
-            Queue::new(self.client.clone(), dir, layout, kind, self.data.clone(), self.acls.clone(), self.max_request)?;
-        let queue = queue.with_revocation(self.revocable);
-        Ok(match mark {
-            Some(mark) => queue.with_mark(mark),
-            None => queue,
-        })
+        if let Some(lease) = self.lease {
+            crate::lease::check(lease)?;
+        }
+        let mut specs = Vec::with_capacity(kinds.len());
+        for &kind in kinds {
+            let spec = Spec::new(dir.clone(), layout, kind, self.data.clone(), self.acls.clone(), self.max_request)?;
+            let spec = spec.with_revocation(self.revocable).with_lease(self.lease)?;
+            specs.push(match &mark {
+                Some(mark) => spec.with_mark(mark.clone()),
+                None => spec,
+            });
+        }
+        Ok(Lanes::new(self.conn.clone(), specs))
     }
 
-    /// The lock path as given.
+    /// Whether a waiting acquire queues again on a new session.
+    pub(crate) fn requeues(&self) -> bool {
+        self.requeue
+    }
+
     pub(crate) fn path(&self) -> &str {
         &self.path
     }
@@ -172,6 +192,63 @@ impl<R> LockBuilder<R> {
     /// ```
     pub fn acls(mut self, acls: zk::Acls<'_>) -> Self {
         self.acls = acls.iter().cloned().collect();
+        self
+    }
+
+    /// A maximum hold time: a guard held for `lease` (counted from its grant, or from the last
+    /// [`extend`](crate::LockGuard::extend)) turns `Lost` with
+    /// [`LostReason::LeaseExpired`](crate::LostReason::LeaseExpired), then its node is deleted
+    /// (retried like any release), so that the lock passes on even when the holder's code is
+    /// stuck while its process still heartbeats. Zero is refused by `build()` with
+    /// [`Error::InvalidLease`](crate::Error::InvalidLease).
+    ///
+    /// The lease end is written into the node's data at the grant (and at each `extend`), after
+    /// the holder's own data, as a line `#zk-lock lease-until-ms=<Unix milliseconds>`:
+    /// [`Participant::lease_until`](crate::Participant::lease_until) reads it, and so can any
+    /// tool. That write is why a leased lock gives up the handoff, as a revocable one does: its
+    /// successors list the directory once more before they know they are first.
+    ///
+    /// What a lease cannot do: it is a timer in this process's tokio runtime. A runtime that is
+    /// itself stuck (a blocked worker thread, a paused process) stops the timer too; then the
+    /// session's heartbeats stop as well, the server expires the session and frees the lock
+    /// anyway, after the session timeout. Every guard of the lock shares the one timer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// use std::time::Duration;
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/report").lease(Duration::from_secs(30)).build()?;
+    /// let guard = mutex.lock().await?;
+    /// guard.extend(Duration::from_secs(30)).await?; // 30 s from now
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// What an acquire that is waiting when its session ends does, on a lock built from a
+    /// [`Session`](crate::Session): queue again on the new session, at the back (`true`, the
+    /// default; a waiting [`campaign`](crate::LeaderElection::campaign) campaigns again), or
+    /// return [`Error::SessionExpired`](crate::Error::SessionExpired) (`false`). Either way the
+    /// old session's node is gone with it. A lock built from a plain `zk::Client` always returns
+    /// the error: its session cannot be replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(session: zk_lock::Session) -> zk_lock::Result<()> {
+    /// let mutex = zk_lock::Mutex::builder(&session, "/locks/once").requeue_on_expiry(false).build()?;
+    /// match mutex.lock().await {
+    ///     Err(zk_lock::Error::SessionExpired) => eprintln!("lost our place in the queue"),
+    ///     other => other?.release().await?,
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn requeue_on_expiry(mut self, requeue: bool) -> Self {
+        self.requeue = requeue;
         self
     }
 

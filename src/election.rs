@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::builder::LeaderElectionBuilder;
+use crate::connection::Connection;
 use crate::error::Result;
 use crate::guard::LockGuard;
 use crate::handle::Handle;
@@ -117,8 +118,8 @@ impl LeaderElectionBuilder {
     /// # Ok(()) }
     /// ```
     pub fn build(self) -> Result<LeaderElection> {
-        let queue = self.queue(Layout::LATCH, 0, None)?;
-        Ok(LeaderElection { handle: Handle::new(std::sync::Arc::new(queue), Candidates) })
+        let lanes = self.lanes(Layout::LATCH, &[0], None)?;
+        Ok(LeaderElection { handle: Handle::new(lanes, 0, Candidates, self.requeues()) })
     }
 }
 
@@ -136,8 +137,8 @@ impl LeaderElection {
     /// let election = zk_lock::LeaderElection::new(&client, "/election/a")?;
     /// # Ok(()) }
     /// ```
-    pub fn new(client: &zk::Client, path: impl Into<String>) -> Result<LeaderElection> {
-        LeaderElection::builder(client, path).build()
+    pub fn new(conn: impl Into<Connection>, path: impl Into<String>) -> Result<LeaderElection> {
+        LeaderElection::builder(conn, path).build()
     }
 
     /// A builder for an election on `path`: the candidate's node data (what
@@ -150,8 +151,8 @@ impl LeaderElection {
     /// let election = zk_lock::LeaderElection::builder(&client, "/election/a").data("host-a").build()?;
     /// # Ok(()) }
     /// ```
-    pub fn builder(client: &zk::Client, path: impl Into<String>) -> LeaderElectionBuilder {
-        LeaderElectionBuilder::new(client, path.into())
+    pub fn builder(conn: impl Into<Connection>, path: impl Into<String>) -> LeaderElectionBuilder {
+        LeaderElectionBuilder::new(conn.into(), path.into())
     }
 
     /// The election's path.
@@ -388,6 +389,21 @@ impl Leadership {
     /// ```
     pub fn state(&self) -> LockState {
         self.guard.state()
+    }
+
+    /// Why we stopped leading, once [`state`](Leadership::state) is `Lost` (`None` before):
+    /// see [`LockGuard::lost_reason`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// leadership.lost().await;
+    /// eprintln!("no longer leading: {}", leadership.lost_reason().expect("lost"));
+    /// # }
+    /// ```
+    pub fn lost_reason(&self) -> Option<crate::LostReason> {
+        self.guard.lost_reason()
     }
 
     /// A watch of [`state`](Leadership::state).

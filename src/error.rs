@@ -149,6 +149,57 @@ pub enum Error {
         source: zk::Error,
     },
 
+    /// The connect string given to a [`Session`](crate::Session) is empty or malformed (a
+    /// host without a name, a port that is not 1 to 65535, an unknown scheme, a bad chroot).
+    /// Nothing was sent.
+    #[error("invalid connect string {connect:?}: {reason}")]
+    InvalidConnectString {
+        /// The connect string as given.
+        connect: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A [`Session`](crate::Session) needs a session timeout above zero. Nothing was sent.
+    #[error("invalid session timeout: it must be above zero")]
+    InvalidSessionTimeout,
+
+    /// Credentials given to [`SessionBuilder::auth`](crate::SessionBuilder::auth) that cannot
+    /// work: an unknown scheme, or `digest` credentials that are not `user:password`. Nothing
+    /// was sent.
+    #[error("invalid {scheme:?} credentials: {reason}")]
+    InvalidAuth {
+        /// The scheme as given.
+        scheme: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A [`Session`](crate::Session) could not establish a ZooKeeper session: `attempts`
+    /// attempts in a row failed (the servers are unreachable, refused the TLS handshake, ...),
+    /// or one failed for good (authentication). The session has given up.
+    #[error("could not connect to zookeeper at {connect:?} ({attempts} attempts): {source}{}", connect_hint(*.tls, source))]
+    Connect {
+        /// The connect string.
+        connect: String,
+        /// How many attempts failed.
+        attempts: u32,
+        /// What the last attempt failed with.
+        source: zk::Error,
+        /// Whether TLS was asked for (then a refused handshake shows as "no available hosts").
+        tls: bool,
+    },
+
+    /// A lease (maximum hold time) must be above zero, and only a lock built with a lease can
+    /// extend one. Refused when the lock is built or the lease extended; nothing was written.
+    #[error("invalid lease {lease:?}: {reason}")]
+    InvalidLease {
+        /// The lease given.
+        lease: Duration,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// Any other error the ZooKeeper client reported, with the path it was about.
     #[error("zookeeper error on {path}: {source}")]
     ZooKeeper {
@@ -157,6 +208,16 @@ pub enum Error {
         /// The client's error.
         source: zk::Error,
     },
+}
+
+fn connect_hint(tls: bool, source: &zk::Error) -> &'static str {
+    match (tls, source) {
+        (true, zk::Error::NoHosts | zk::Error::Timeout) => {
+            " (with TLS: a server certificate that the given CA did not sign, or whose names do not match the host, \
+             is refused; so is a port that does not speak TLS)"
+        }
+        _ => "",
+    }
 }
 
 /// Result with this crate's [`Error`].

@@ -64,6 +64,20 @@ pub(crate) fn state_changed(lock: &str, node: &str, session: zk::SessionId, stat
     info!(target: "zk_lock", lock, node, %session, ?state, "lock state changed");
 }
 
-pub(crate) fn lost(lock: &str, node: &str, session: zk::SessionId, reason: &str) {
-    warn!(target: "zk_lock", lock, node, %session, reason, "lock lost");
+pub(crate) fn lost(lock: &str, node: &str, session: zk::SessionId, reason: crate::LostReason) {
+    warn!(target: "zk_lock", lock, node, %session, %reason, "lock lost");
+}
+
+pub(crate) fn connection_state(state: crate::ConnectionState) {
+    match state {
+        crate::ConnectionState::Lost | crate::ConnectionState::Suspended => {
+            warn!(target: "zk_lock", ?state, "connection state changed")
+        }
+        _ => info!(target: "zk_lock", ?state, "connection state changed"),
+    }
+}
+
+/// A waiting acquire whose session ended queues again on the new one.
+pub(crate) fn requeued(lock: &str, old: zk::SessionId) {
+    info!(target: "zk_lock", lock, old_session = %old, "session lost while waiting: queueing again on the new session");
 }

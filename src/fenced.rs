@@ -193,7 +193,7 @@ impl<'a> FencedWrite<'a> {
         match self.writer.commit().await {
             Ok(results) => Ok(results),
             Err(zk::CheckWriteError::CheckFailed { source: zk::Error::NoNode }) => {
-                held.tracker.lose_node("lock node gone at a fenced write");
+                held.tracker.lose_node(crate::state::LostReason::NodeDeleted);
                 Err(lost())
             }
             Err(zk::CheckWriteError::CheckFailed { source } | zk::CheckWriteError::RequestFailed { source }) => {

@@ -67,6 +67,20 @@ impl LockGuard {
         self.held.node()
     }
 
+    /// The ZooKeeper session this hold belongs to (with a [`Session`](crate::Session), the
+    /// one that was current when it was granted).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::LockGuard) {
+    /// println!("held by session {}", guard.session_id());
+    /// # }
+    /// ```
+    pub fn session_id(&self) -> zookeeper_client::SessionId {
+        self.held.client().session_id()
+    }
+
     /// Sequence number of our lock node (its place in arrival order).
     ///
     /// # Examples
@@ -108,6 +122,46 @@ impl LockGuard {
     /// ```
     pub fn state(&self) -> LockState {
         self.held.state()
+    }
+
+    /// Why the lock was lost, once [`state`](LockGuard::state) is `Lost` (`None` before).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::LockGuard) {
+    /// guard.lost().await;
+    /// eprintln!("lost: {}", guard.lost_reason().expect("lost"));
+    /// # }
+    /// ```
+    pub fn lost_reason(&self) -> Option<crate::LostReason> {
+        self.held.tracker.lost_reason()
+    }
+
+    /// Moves the end of the lease to `lease` from now (see
+    /// [`LockBuilder::lease`](crate::LockBuilder::lease)), and records it in the node's data.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidLease`](crate::Error::InvalidLease): `lease` is zero, or the lock was
+    ///   built without a lease. Nothing is written.
+    /// * [`Error::LockLost`](crate::Error::LockLost): the lock is lost (the lease may have run
+    ///   out already).
+    ///
+    /// # Cancel safety
+    ///
+    /// The new end applies locally at once, even if the future is dropped before the write to
+    /// the node returns.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::LockGuard) -> zk_lock::Result<()> {
+    /// guard.extend(std::time::Duration::from_secs(60)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn extend(&self, lease: std::time::Duration) -> Result<()> {
+        self.held.extend(lease).await
     }
 
     /// A watch of the lock's state, to follow `Held` → `Suspended` → `Held`/`Lost`.

@@ -1,67 +1,196 @@
 //! What every lock-like handle is: one queue, and the policy of its kind of contender. The
 //! recipes' public methods are one line each on top of it.
+//!
+//! The queue runs on the current session of the handle's [`Connection`]: the same one for
+//! life with a plain client, a new one after each expiry with a [`Session`](crate::Session).
+//! The engine does not know the difference: a new session gets a new queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use crate::error::Result;
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::events;
 use crate::guard::LockGuard;
 use crate::held::Held;
 use crate::participant::Participant;
 use crate::path::LockPath;
-use crate::queue::{Policy, Queue};
+use crate::queue::{Policy, Queue, Spec};
+
+/// The queues of one lock on the current session: one per kind of contender sharing the
+/// directory (both sides of a read/write lock), so that they share what they learn.
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    conn: Connection,
+    specs: Vec<Spec>,
+    bound: StdMutex<Option<Vec<Arc<Queue>>>>,
+}
+
+impl Lanes {
+    pub(crate) fn new(conn: Connection, specs: Vec<Spec>) -> Arc<Lanes> {
+        let lanes = Arc::new(Lanes { conn, specs, bound: StdMutex::new(None) });
+        if let Some(client) = lanes.conn.client_now() {
+            lanes.bind(&client);
+        }
+        lanes
+    }
+
+    fn bind(&self, client: &zk::Client) -> Vec<Arc<Queue>> {
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queues) = &*bound {
+            if queues[0].client.session_id() == client.session_id() {
+                return queues.clone();
+            }
+        }
+        let first = self.specs[0].bind(client.clone());
+        let mut queues = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs[1..] {
+            queues.push(Arc::new(first.sibling(spec.kind())));
+        }
+        queues.insert(0, Arc::new(first));
+        *bound = Some(queues.clone());
+        queues
+    }
+
+    /// The queues now, if a session has been seen.
+    fn last(&self) -> Option<Vec<Arc<Queue>>> {
+        self.bound.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Handle {
-    queue: Arc<Queue>,
+    lanes: Arc<Lanes>,
+    lane: usize,
     policy: Arc<dyn Policy>,
+    /// A waiting acquire whose session ended queues again on the next one.
+    requeue: bool,
 }
 
 impl Handle {
-    pub(crate) fn new(queue: Arc<Queue>, policy: impl Policy + 'static) -> Handle {
-        Handle { queue, policy: Arc::new(policy) }
+    pub(crate) fn new(lanes: Arc<Lanes>, lane: usize, policy: impl Policy + 'static, requeue: bool) -> Handle {
+        Handle { lanes, lane, policy: Arc::new(policy), requeue }
     }
 
     pub(crate) fn path(&self) -> &LockPath {
-        &self.queue.dir
+        self.lanes.specs[self.lane].dir()
     }
 
     pub(crate) fn server_path(&self) -> String {
-        match self.queue.client.path() {
-            "/" | "" => self.queue.dir.to_string(),
-            chroot => format!("{chroot}{}", self.queue.dir),
+        let chroot = match self.lanes.last() {
+            Some(queues) => queues[0].client.path().to_owned(),
+            None => self.lanes.conn.client_now().map(|c| c.path().to_owned()).unwrap_or_default(),
+        };
+        match chroot.as_str() {
+            "/" | "" => self.path().to_string(),
+            chroot => format!("{chroot}{}", self.path()),
         }
     }
 
-    /// Waits for our turn (for at most `timeout` once queued); `name` names the call in traces.
+    /// Our queue on the current session, waiting for one until `deadline`; `None` if it passed.
+    async fn queue(&self, deadline: Option<Instant>) -> Result<Option<Arc<Queue>>> {
+        Ok(self.lanes.conn.client(deadline).await?.map(|client| self.lanes.bind(&client)[self.lane].clone()))
+    }
+
+    /// Our queue on the current session, for a call that does not wait for its turn: it waits
+    /// for a session at most as long as any request is retried.
+    async fn queue_now(&self) -> Result<Arc<Queue>> {
+        let patience = self.lanes.conn.patience();
+        match self.queue(Some(Instant::now() + patience)).await? {
+            Some(queue) => Ok(queue),
+            None => Err(Error::ConnectionLoss { path: self.path().to_string(), after: patience }),
+        }
+    }
+
+    /// Runs `attempt` on the current session's queue; when that session ends first (with a
+    /// [`Session`](crate::Session)), starts again on the next one, if we re-queue.
+    async fn on_sessions<T, F, Fut>(&self, deadline: Option<Instant>, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Arc<Queue>, Option<Duration>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        loop {
+            let queue = match deadline {
+                None => self.queue_now().await?,
+                Some(at) => match self.queue(Some(at)).await? {
+                    Some(queue) => queue,
+                    None => return Err(Error::Timeout { path: self.path().to_string(), after: Duration::ZERO }),
+                },
+            };
+            let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+            let client = queue.client.clone();
+            let result = tokio::select! {
+                result = attempt(queue, left) => result,
+                // Our session is over, though the client may not have said so yet: dropping the
+                // attempt deletes its node (if the session still lives), and we go on.
+                () = self.lanes.conn.replaced(&client) => Err(Error::SessionExpired),
+            };
+            match result {
+                Err(Error::SessionExpired | Error::SessionClosed) if self.requeue && self.lanes.conn.heals() => {
+                    events::requeued(self.path().as_str(), client.session_id());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for our turn (for at most `timeout`); `name` names the call in traces.
     pub(crate) async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<LockGuard> {
-        let ticket = self.queue.acquire(name, &*self.policy, timeout, std::future::ready(Ok(()))).await?;
-        Ok(LockGuard::new(Held::grant(&self.queue, ticket)))
+        // A deadline too far to represent is no deadline.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let policy = &*self.policy;
+        let result = self
+            .on_sessions(deadline, |queue, left| async move {
+                // Without a deadline, we wait as long as it takes (`left` is `None`).
+                let wait = left;
+                let ticket = queue.acquire(name, policy, wait, std::future::ready(Ok(()))).await?;
+                Ok(LockGuard::new(Held::grant(&queue, ticket)))
+            })
+            .await;
+        match (result, timeout) {
+            // The deadline passed while no session was up: it is the caller's deadline.
+            (Err(Error::Timeout { path, .. }), Some(after)) => Err(Error::Timeout { path, after }),
+            (result, _) => result,
+        }
     }
 
     pub(crate) async fn try_acquire(&self, name: &'static str) -> Result<LockGuard> {
-        let ticket = self.queue.try_acquire(name, &*self.policy).await?;
-        Ok(LockGuard::new(Held::grant(&self.queue, ticket)))
+        let policy = &*self.policy;
+        self.on_sessions(None, |queue, _| async move {
+            let ticket = queue.try_acquire(name, policy).await?;
+            Ok(LockGuard::new(Held::grant(&queue, ticket)))
+        })
+        .await
     }
 
     /// Releases `guard` and queues again, in one round trip.
     pub(crate) async fn reacquire(&self, name: &'static str, guard: LockGuard) -> Result<LockGuard> {
+        let queue = self.queue_now().await?;
+        if queue.client.session_id() != guard.session_id() {
+            // The guard's session is over: release it, then queue on ours.
+            let _ = guard.release().await;
+            return self.acquire(name, None).await;
+        }
         // The release goes out first, then the create and the listing, all before any answer
         // is awaited.
-        let ticket = self.queue.acquire(name, &*self.policy, None, guard.release()).await?;
-        Ok(LockGuard::new(Held::grant(&self.queue, ticket)))
+        let ticket = queue.acquire(name, &*self.policy, None, guard.release()).await?;
+        Ok(LockGuard::new(Held::grant(&queue, ticket)))
     }
 
     pub(crate) async fn participants(&self) -> Result<Vec<Participant>> {
-        self.queue.participants().await
+        self.queue_now().await?.participants().await
     }
 
     /// Asks the first contender (the holder) to let go; its node, `None` when nobody holds.
     pub(crate) async fn revoke_first(&self) -> Result<Option<String>> {
+        let queue = self.queue_now().await?;
         // Each miss is a holder that left meanwhile: ask the next, a bounded number of times.
         for _ in 0..64 {
-            let Some(first) = self.queue.first().await?.0 else { return Ok(None) };
-            if crate::revoke::revoke(&self.queue.client, first.node()).await? {
+            let Some(first) = queue.first().await?.0 else { return Ok(None) };
+            if crate::revoke::revoke(&queue.client, first.node()).await? {
                 return Ok(Some(first.node().to_owned()));
             }
         }
@@ -70,6 +199,6 @@ impl Handle {
 
     /// The first contender now, and a watch that fires when that may change.
     pub(crate) async fn first(&self) -> Result<(Option<Participant>, zookeeper_client::OneshotWatcher)> {
-        self.queue.first().await
+        self.queue_now().await?.first().await
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Held {
     /// Contenders ahead of us when we queued.
     pub(crate) ahead: usize,
     pub(crate) tracker: Arc<Tracker>,
+    /// The holder's own node data (the lease end is written after it).
+    data: Vec<u8>,
     cleanup: NodeCleanup,
 }
 
@@ -30,7 +32,11 @@ impl Held {
     pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
         let tracker =
             Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), &ticket, queue.revocable);
+        if ticket.lease.is_some() {
+            tokio::spawn(crate::lease::timer(Arc::downgrade(&tracker), queue.client.clone()));
+        }
         Held {
+            data: queue.data_bytes().to_vec(),
             lock: queue.dir.clone(),
             seq: ticket.seq,
             token: ticket.token,
@@ -50,6 +56,25 @@ impl Held {
 
     pub(crate) fn state(&self) -> LockState {
         self.tracker.state()
+    }
+
+    /// Ends the lease `lease` from now, and records it in the node.
+    pub(crate) async fn extend(&self, lease: std::time::Duration) -> Result<()> {
+        crate::lease::check(lease)?;
+        let (at, until_ms) = crate::lease::until(lease);
+        if self.state() == LockState::Lost {
+            return Err(Error::LockLost { path: self.lock.to_string() });
+        }
+        if !self.tracker.set_lease_end(at) {
+            return Err(Error::InvalidLease { lease, reason: "the lock was built without a lease" });
+        }
+        let (client, node) = (self.client(), self.node());
+        let data = crate::lease::with_lease(&self.data, until_ms);
+        match crate::retry::until_known(client, node, || client.set_data(node, &data, None)).await? {
+            Ok(_) => Ok(()),
+            Err(zk::Error::NoNode) => Err(Error::LockLost { path: self.lock.to_string() }),
+            Err(e) => Err(Error::from_zk(e, node)),
+        }
     }
 
     /// Deletes the node; `Err(LockLost)` (after the delete) if the guard was or became `Lost`

@@ -69,7 +69,50 @@
 //!   `Vec<Box<dyn Lock>>`.
 //!
 //! Every recipe is built the same way, with the same options ([`LockBuilder`]: node data,
-//! ACLs, request size limit).
+//! ACLs, request size limit, revocation, a lease, what a waiting acquire does when its session
+//! ends), from either a plain `zk::Client` or a self-healing [`Session`] (see below).
+//!
+//! # Across sessions
+//!
+//! A `zk::Client` is one ZooKeeper session for life: once it expires, every lock built on it is
+//! done for (its acquires return [`Error::SessionExpired`]). Build locks from a [`Session`]
+//! instead: it replaces an expired session with a new one (with the same options and
+//! credentials, backing off, giving up with [`Error::Connect`] after
+//! [`reconnect_attempts`](SessionBuilder::reconnect_attempts) failures in a row), and reports
+//! [`ConnectionState`]s in Curator's vocabulary on [`Session::state_changes`]. Every
+//! constructor takes `impl Into<`[`Connection`]`>`, so the two are used the same way, on the
+//! same engine (a new session simply gets a new queue). Across an expiry, for every recipe:
+//!
+//! * a guard (or leadership, or multi-guard) held when the session is lost turns
+//!   [`LockState::Lost`], with [`LostReason::SessionExpired`], and stays `Lost`: it never
+//!   becomes `Held` on the new session. Release or drop it; take the lock again.
+//! * an acquire (or campaign) that is waiting queues again on the new session, at the back
+//!   (its deadline, if any, still counts from the call); with
+//!   [`requeue_on_expiry(false)`](LockBuilder::requeue_on_expiry) it returns
+//!   [`Error::SessionExpired`] instead. Either way its node went with the old session.
+//! * a new acquire simply works on the new session; an observer
+//!   ([`LeaderElection::observe`]) follows the election on it.
+//! * a session we could not reach for a whole session timeout is treated as lost (the server
+//!   has expired it, or will): the `Session` starts a new one then, without waiting for the
+//!   client to find out.
+//!
+//! # Leases and reasons
+//!
+//! A lock built with a [`lease`](LockBuilder::lease) ends each hold after that long (from the
+//! grant, or from the last [`extend`](LockGuard::extend)): the guard turns `Lost` with
+//! [`LostReason::LeaseExpired`] first, then its node is deleted, so the lock passes on even if
+//! the holder is stuck. Every `Lost` carries a [`LostReason`]
+//! ([`LockGuard::lost_reason`]): the session expired, no contact for too long, the node
+//! deleted or written by someone else, the lease, a revocation.
+//!
+//! # Secure connections
+//!
+//! With the `tls` feature, `SessionBuilder::tls` connects over TLS (and `tcp+tls://` hosts
+//! in connect strings); a client certificate authenticates as `x509`. With the `sasl` feature,
+//! `SessionBuilder::sasl` authenticates with SASL `DIGEST-MD5` (GSSAPI is the `sasl-gssapi`
+//! feature; it needs the system's Kerberos headers and libclang to build). Plain `digest`
+//! credentials need no feature: [`SessionBuilder::auth`]. A refused handshake or a failed
+//! authentication ends in [`Error::Connect`]; authentication is never retried.
 //!
 //! # What a lock on ZooKeeper can promise
 //!
@@ -158,7 +201,12 @@
 //! | DEBUG | `background delete done` | lock, node, outcome (`deleted`, `already gone`, `session over`) | a background delete ended |
 //! | ERROR | `background delete failed: the node stays until the session ends` | lock, node, error | it gave up |
 //! | INFO | `lock state changed` | lock, node, session, state | `Held` ⇄ `Suspended` |
-//! | WARN | `lock lost` | lock, node, session, reason | the guard turned `Lost` |
+//! | WARN | `lock lost` | lock, node, session, reason (a [`LostReason`]) | the guard turned `Lost` |
+//! | INFO / WARN | `connection state changed` | state (a [`ConnectionState`]; WARN for `Suspended` and `Lost`) | a [`Session`]'s connection changed |
+//! | INFO | `session lost while waiting: queueing again on the new session` | lock, old_session | a waiting acquire re-queues |
+//! | WARN | `could not establish a zookeeper session` | connect, attempt, error | a connection attempt of a [`Session`] failed |
+//! | ERROR | `giving up on zookeeper: no new session` | error | a [`Session`] gave up |
+//! | DEBUG / ERROR | `lease ran out: node deleted` / `lease ran out but the node could not be deleted` | lock, node (, error) | a lease ended a hold |
 //!
 //! # Limits
 //!
@@ -201,6 +249,8 @@
 mod access;
 mod builder;
 mod cleanup;
+mod connect_string;
+mod connection;
 mod election;
 mod error;
 mod events;
@@ -209,8 +259,10 @@ mod guard;
 mod handle;
 mod held;
 mod identity;
+mod lease;
 mod limits;
 mod lock;
+mod monitor;
 mod multi;
 mod mutex;
 mod node;
@@ -226,6 +278,7 @@ mod state;
 mod token;
 
 pub use builder::{LeaderElectionBuilder, LockBuilder, MutexBuilder, RwLockBuilder, SemaphoreBuilder};
+pub use connection::Connection;
 pub use election::{LeaderElection, LeaderLatch, LeaderWatch, Leadership};
 pub use error::{Error, Result};
 pub use fenced::FencedWrite;
@@ -238,7 +291,8 @@ pub use path::LockPath;
 pub use revoke::revoke;
 pub use rwlock::{InterProcessReadWriteLock, ReadLock, RwLock, WriteLock};
 pub use semaphore::{InterProcessSemaphore, Semaphore};
-pub use state::LockState;
+pub use session::{ConnectionState, ConnectionStates, Session, SessionBuilder};
+pub use state::{LockState, LostReason};
 pub use token::FencingToken;
 /// The README's examples, compiled as doctests so that they stay true.
 #[cfg(doctest)]

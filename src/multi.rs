@@ -307,6 +307,21 @@ impl MultiGuard {
         worst(self.guards.iter().map(LockGuard::state))
     }
 
+    /// Why the multi-lock was lost: the reason of the first member (in acquisition order) that
+    /// is `Lost`; `None` while none is.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(guard: zk_lock::MultiGuard) {
+    /// guard.lost().await;
+    /// eprintln!("lost: {}", guard.lost_reason().expect("lost"));
+    /// # }
+    /// ```
+    pub fn lost_reason(&self) -> Option<crate::LostReason> {
+        self.guards.iter().find_map(LockGuard::lost_reason)
+    }
+
     /// A watch of [`state`](MultiGuard::state): it changes whenever the worst state of the
     /// members does, and stays `Lost` once a member is lost.
     ///

@@ -1,11 +1,9 @@
 //! The fair mutex.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use zookeeper_client as zk;
-
 use crate::builder::MutexBuilder;
+use crate::connection::Connection;
 use crate::error::Result;
 use crate::guard::MutexGuard;
 use crate::handle::Handle;
@@ -66,7 +64,8 @@ pub type InterProcessMutex = Mutex;
 
 impl Mutex {
     pub(crate) fn from_builder(builder: &MutexBuilder) -> Result<Mutex> {
-        Ok(Mutex { handle: Handle::new(Arc::new(builder.queue(Layout::MUTEX, 0, None)?), Exclusive) })
+        let lanes = builder.lanes(Layout::MUTEX, &[0], None)?;
+        Ok(Mutex { handle: Handle::new(lanes, 0, Exclusive, builder.requeues()) })
     }
 
     /// A mutex on `path` with default options. Nothing is sent to the server.
@@ -83,8 +82,8 @@ impl Mutex {
     /// assert!(zk_lock::Mutex::new(&client, "locks/orders").is_err());
     /// # Ok(()) }
     /// ```
-    pub fn new(client: &zk::Client, path: impl Into<String>) -> Result<Mutex> {
-        Mutex::builder(client, path).build()
+    pub fn new(conn: impl Into<Connection>, path: impl Into<String>) -> Result<Mutex> {
+        Mutex::builder(conn, path).build()
     }
 
     /// A builder for a mutex on `path` with node data or ACLs.
@@ -96,8 +95,8 @@ impl Mutex {
     /// let mutex = zk_lock::Mutex::builder(&client, "/locks/orders").data("me").build()?;
     /// # Ok(()) }
     /// ```
-    pub fn builder(client: &zk::Client, path: impl Into<String>) -> MutexBuilder {
-        MutexBuilder::new(client, path.into())
+    pub fn builder(conn: impl Into<Connection>, path: impl Into<String>) -> MutexBuilder {
+        MutexBuilder::new(conn.into(), path.into())
     }
 
     /// The lock path.

@@ -77,21 +77,37 @@ impl Participant {
         self.session_id
     }
 
-    /// The data the contender stored in its node (see
-    /// [`MutexBuilder::data`](crate::MutexBuilder::data)), or `None` when the node's ACL does
-    /// not let us read it (the contender is listed all the same).
+    /// The node's data: what the contender gave as its data (without the lease end, if the
+    /// lock has a lease). `None` when its ACL does not let us read it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// for p in mutex.participants().await? {
+    ///     println!("{}", String::from_utf8_lossy(p.data().unwrap_or_default()));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn data(&self) -> Option<&[u8]> {
+        self.data.as_deref().map(|d| crate::lease::split(d).0)
+    }
+
+    /// When the holder's lease ends, as written into its node (see
+    /// [`LockBuilder::lease`](crate::LockBuilder::lease)); `None` without a lease, or for a
+    /// contender not granted yet.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
     /// if let Some(holder) = mutex.participants().await?.first() {
-    ///     println!("held by {}", String::from_utf8_lossy(holder.data().unwrap_or(b"?")));
+    ///     println!("lease ends at {:?}", holder.lease_until());
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn data(&self) -> Option<&[u8]> {
-        self.data.as_deref()
+    pub fn lease_until(&self) -> Option<std::time::SystemTime> {
+        self.data.as_deref().and_then(|d| crate::lease::split(d).1)
     }
 
     /// The fencing token the contender has (or will have once granted).

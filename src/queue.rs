@@ -29,10 +29,10 @@ use crate::error::{outcome, Error, Outcome, Result};
 use crate::events;
 use crate::identity::owner_acl;
 use crate::limits;
+use crate::monitor::SessionShared;
 use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
 use crate::path::LockPath;
 use crate::retry::{until_known, Retry};
-use crate::session::SessionShared;
 use crate::token::FencingToken;
 
 /// How many times a vanished lock directory is re-created within one acquire.
@@ -137,6 +137,8 @@ pub(crate) struct Queue {
     mark: Option<Mark>,
     /// Holders may be asked to let go (others may write their nodes): no handoff.
     pub(crate) revocable: bool,
+    /// Holds end after this long (see `LockBuilder::lease`).
+    pub(crate) lease: Option<Duration>,
     /// The creation zxid of the directory whose mark we checked last (0: none yet): a
     /// directory created again since (a container reaped, then made by someone else) is
     /// checked again.
@@ -147,6 +149,90 @@ pub(crate) struct Queue {
     /// while they are there: no acquire creates a node or waits behind one of them meanwhile.
     refused: Arc<Refused>,
     session: OnceLock<Arc<SessionShared>>,
+}
+
+/// What a queue is, whatever session it runs on: checked once, when the lock is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    dir: LockPath,
+    layout: Layout,
+    kind: usize,
+    data: Vec<u8>,
+    acls: Vec<zk::Acl>,
+    max_request: usize,
+    mark: Option<Mark>,
+    revocable: bool,
+    lease: Option<Duration>,
+}
+
+impl Spec {
+    /// A queue on `dir`; checks that its requests fit in `max_request` bytes.
+    pub(crate) fn new(
+        dir: LockPath,
+        layout: Layout,
+        kind: usize,
+        data: Vec<u8>,
+        acls: Vec<zk::Acl>,
+        max_request: usize,
+    ) -> Result<Spec> {
+        if acls.is_empty() {
+            return Err(Error::InvalidAcl { path: dir.to_string(), reason: "the acl list is empty" });
+        }
+        limits::check_create(&dir, layout.markers[kind], &data, &acls, max_request)?;
+        Ok(Spec { dir, layout, kind, data, acls, max_request, mark: None, revocable: false, lease: None })
+    }
+
+    /// Holders may be asked to let go (see `LockBuilder::revocable`).
+    pub(crate) fn with_revocation(mut self, revocable: bool) -> Spec {
+        self.revocable = revocable;
+        self
+    }
+
+    /// Holds end after `lease` (see `LockBuilder::lease`); the data with the lease end written
+    /// after it must fit too.
+    pub(crate) fn with_lease(mut self, lease: Option<Duration>) -> Result<Spec> {
+        if lease.is_some() {
+            let longest = crate::lease::with_lease(&self.data, u64::MAX);
+            limits::check_create(&self.dir, self.layout.markers[self.kind], &longest, &self.acls, self.max_request)?;
+        }
+        self.lease = lease;
+        Ok(self)
+    }
+
+    /// The directory must hold `mark` (written when we create it, checked otherwise).
+    pub(crate) fn with_mark(mut self, mark: Mark) -> Spec {
+        self.mark = Some(mark);
+        self
+    }
+
+    pub(crate) fn dir(&self) -> &LockPath {
+        &self.dir
+    }
+
+    pub(crate) fn kind(&self) -> usize {
+        self.kind
+    }
+
+    /// The queue on `client`'s session: what it learns (rights, refused nodes) starts afresh.
+    pub(crate) fn bind(&self, client: zk::Client) -> Queue {
+        let spec = self.clone();
+        Queue {
+            client,
+            dir: spec.dir,
+            layout: spec.layout,
+            kind: spec.kind,
+            data: spec.data,
+            acls: spec.acls,
+            max_request: spec.max_request,
+            mark: spec.mark,
+            revocable: spec.revocable,
+            lease: spec.lease,
+            marked: Arc::default(),
+            prepared: Arc::default(),
+            refused: Arc::default(),
+            session: OnceLock::new(),
+        }
+    }
 }
 
 /// What the lock directory's own data must say, for recipes that keep a setting there (a
@@ -187,6 +273,8 @@ pub(crate) struct Ticket {
     /// Whether a write to our node, once we hold, would pass the lock on (our successors take
     /// data changes for handoffs): then any write but ours is a loss.
     pub(crate) writes_hand_off: bool,
+    /// When the lease ends, if the lock has one: the local clock and Unix milliseconds.
+    pub(crate) lease: Option<(tokio::time::Instant, u64)>,
     /// `_c_<uuid>-` of this attempt: any other node with it is a duplicate of ours.
     unique: String,
     children: Vec<String>,
@@ -232,14 +320,21 @@ impl<'a> Attempt<'a> {
     /// uncontended path) deletes plainly, which is cheaper; a successor that came later then
     /// lists once more.
     fn granted(&mut self, ticket: &mut Ticket, policy: &dyn Policy, by: &'static str) {
-        if ticket.waited && policy.hands_off() && !self.queue.revocable {
+        let trusted = self.queue.trusts_writes();
+        if ticket.waited && policy.hands_off() && trusted {
             ticket.cleanup.set_handoff();
         }
-        ticket.writes_hand_off = policy.hands_off() && !self.queue.revocable;
-        // Also when granted at once: a contender behind us may have listed before we did and
-        // be watching us as a waiter.
-        if ticket.behind && policy.touches_on_grant() {
-            self.queue.touch(ticket);
+        ticket.writes_hand_off = policy.hands_off() && trusted;
+        if let Some(lease) = self.queue.lease {
+            // The lease end goes into our node's data; that write also wakes a successor that
+            // waits for our grant, as a touch would.
+            let until = crate::lease::until(lease);
+            ticket.lease = Some(until);
+            self.queue.touch(ticket, Some(crate::lease::with_lease(&self.queue.data, until.1)));
+        } else if ticket.behind && policy.touches_on_grant() {
+            // Also when granted at once: a contender behind us may have listed before we did
+            // and be watching us as a waiter.
+            self.queue.touch(ticket, None);
         }
         self.ended = true;
         let q = self.queue;
@@ -266,37 +361,6 @@ impl Drop for Attempt<'_> {
 }
 
 impl Queue {
-    /// A queue on `dir`; checks that its requests fit in `max_request` bytes.
-    pub(crate) fn new(
-        client: zk::Client,
-        dir: LockPath,
-        layout: Layout,
-        kind: usize,
-        data: Vec<u8>,
-        acls: Vec<zk::Acl>,
-        max_request: usize,
-    ) -> Result<Queue> {
-        if acls.is_empty() {
-            return Err(Error::InvalidAcl { path: dir.to_string(), reason: "the acl list is empty" });
-        }
-        limits::check_create(&dir, layout.markers[kind], &data, &acls, max_request)?;
-        Ok(Queue {
-            client,
-            dir,
-            layout,
-            kind,
-            data,
-            acls,
-            max_request,
-            mark: None,
-            revocable: false,
-            marked: Arc::default(),
-            prepared: Arc::default(),
-            refused: Arc::default(),
-            session: OnceLock::new(),
-        })
-    }
-
     /// A queue of another kind of contender in the same directory (the other side of a
     /// read/write lock): it shares what this one learns once and its record of refused nodes.
     pub(crate) fn sibling(&self, kind: usize) -> Queue {
@@ -310,6 +374,7 @@ impl Queue {
             max_request: self.max_request,
             mark: self.mark.clone(),
             revocable: self.revocable,
+            lease: self.lease,
             marked: self.marked.clone(),
             prepared: self.prepared.clone(),
             refused: self.refused.clone(),
@@ -317,16 +382,8 @@ impl Queue {
         }
     }
 
-    /// Holders may be asked to let go (see `LockBuilder::revocable`).
-    pub(crate) fn with_revocation(mut self, revocable: bool) -> Queue {
-        self.revocable = revocable;
-        self
-    }
-
-    /// The directory must hold `mark` (written when we create it, checked otherwise).
-    pub(crate) fn with_mark(mut self, mark: Mark) -> Queue {
-        self.mark = Some(mark);
-        self
+    pub(crate) fn data_bytes(&self) -> &[u8] {
+        &self.data
     }
 
     pub(crate) fn session(&self) -> &Arc<SessionShared> {
@@ -461,7 +518,7 @@ impl Queue {
     /// this future at any point leaves no node behind.
     async fn enqueue(&self) -> Result<Ticket> {
         let prepared = self.prepare().await?;
-        let attempt = AttemptName::new(self.marker(), !self.revocable);
+        let attempt = AttemptName::new(self.marker(), self.trusts_writes());
         let prefix = self.dir.child(&attempt.prefix);
         let mut cleanup =
             NodeCleanup::arm(self.client.clone(), self.dir.clone(), attempt.clone(), self.refused.clone());
@@ -538,6 +595,7 @@ impl Queue {
                 behind: false,
                 own_writes: 0,
                 writes_hand_off: false,
+                lease: None,
                 unique: attempt.unique.clone(),
                 children,
             });
@@ -605,11 +663,19 @@ impl Queue {
         }
     }
 
-    /// Writes our node (its own data again) to wake the contender behind it; retried in the
-    /// background. The self-watch of the hold (see `session`) expects the version it makes.
-    fn touch(&self, ticket: &mut Ticket) {
+    /// Whether data changes of our nodes can be trusted as handoffs: only their owner may
+    /// write them, and the owner writes them only to hand off (not revocable, no lease).
+    pub(crate) fn trusts_writes(&self) -> bool {
+        !self.revocable && self.lease.is_none()
+    }
+
+    /// Writes our node to wake the contender behind it: its own data again, or `data`; retried
+    /// in the background. The self-watch of the hold (see `monitor`) expects the version it
+    /// makes.
+    fn touch(&self, ticket: &mut Ticket, data: Option<Vec<u8>>) {
         ticket.own_writes += 1;
-        let (client, node, data) = (self.client.clone(), ticket.node.clone(), self.data.clone());
+        let (client, node) = (self.client.clone(), ticket.node.clone());
+        let data = data.unwrap_or_else(|| self.data.clone());
         let revocable = self.revocable;
         tokio::spawn(async move {
             // Only from version 0: a retry after an unknown outcome must not write twice (the
@@ -618,7 +684,9 @@ impl Queue {
             let version = match revocable {
                 false => Some((data, 0)),
                 true => match until_known(&client, &node, || client.get_data(&node)).await {
-                    Ok(Ok((data, stat))) => Some((data, stat.version)),
+                    Ok(Ok((stored, stat))) => {
+                        Some((if stored == crate::monitor::REVOKE { stored } else { data }, stat.version))
+                    }
                     _ => None,
                 },
             };
@@ -628,10 +696,10 @@ impl Queue {
                 Ok(Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoNode)) => {}
                 Ok(Err(e)) => {
                     let error = Error::from_zk(e, &node);
-                    tracing::debug!(target: "zk_lock", node, %error, "could not wake the next waiter; our release will");
+                    tracing::debug!(target: "zk_lock", node, %error, "could not write our node at the grant; our release will wake the next waiter");
                 }
                 Err(error) => {
-                    tracing::debug!(target: "zk_lock", node, %error, "could not wake the next waiter; our release will")
+                    tracing::debug!(target: "zk_lock", node, %error, "could not write our node at the grant; our release will wake the next waiter")
                 }
             }
         });

@@ -3,7 +3,7 @@
 use zookeeper_client as zk;
 
 use crate::error::{Error, Result};
-use crate::session::REVOKE;
+use crate::monitor::REVOKE;
 
 /// Asks the holder of lock node `node` to let go, as Curator's `Revoker.attemptRevoke` does: writes
 /// `__REVOKE__` into the node. A holder whose lock is

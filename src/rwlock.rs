@@ -1,11 +1,9 @@
 //! The fair read/write lock.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use zookeeper_client as zk;
-
 use crate::builder::RwLockBuilder;
+use crate::connection::Connection;
 use crate::error::Result;
 use crate::guard::LockGuard;
 use crate::handle::Handle;
@@ -164,11 +162,10 @@ impl RwLockBuilder {
     pub fn build(self) -> Result<RwLock> {
         // One directory: the two sides share what the first acquire learns and the record of
         // nodes whose delete was refused.
-        let readers = self.queue(Layout::RWLOCK, READ, None)?;
-        let writers = readers.sibling(WRITE);
+        let lanes = self.lanes(Layout::RWLOCK, &[READ, WRITE], None)?;
         Ok(RwLock {
-            read: ReadLock { handle: Handle::new(Arc::new(readers), Readers) },
-            write: WriteLock { handle: Handle::new(Arc::new(writers), Writers) },
+            read: ReadLock { handle: Handle::new(lanes.clone(), 0, Readers, self.requeues()) },
+            write: WriteLock { handle: Handle::new(lanes, 1, Writers, self.requeues()) },
         })
     }
 }
@@ -187,8 +184,8 @@ impl RwLock {
     /// let lock = zk_lock::RwLock::new(&client, "/locks/catalog")?;
     /// # Ok(()) }
     /// ```
-    pub fn new(client: &zk::Client, path: impl Into<String>) -> Result<RwLock> {
-        RwLock::builder(client, path).build()
+    pub fn new(conn: impl Into<Connection>, path: impl Into<String>) -> Result<RwLock> {
+        RwLock::builder(conn, path).build()
     }
 
     /// A builder for a read/write lock on `path` with node data, ACLs or a request size limit
@@ -201,8 +198,8 @@ impl RwLock {
     /// let lock = zk_lock::RwLock::builder(&client, "/locks/catalog").data("me").build()?;
     /// # Ok(()) }
     /// ```
-    pub fn builder(client: &zk::Client, path: impl Into<String>) -> RwLockBuilder {
-        RwLockBuilder::new(client, path.into())
+    pub fn builder(conn: impl Into<Connection>, path: impl Into<String>) -> RwLockBuilder {
+        RwLockBuilder::new(conn.into(), path.into())
     }
 
     /// The lock path.

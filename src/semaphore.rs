@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use zookeeper_client as zk;
-
 use crate::builder::SemaphoreBuilder;
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::guard::LockGuard;
 use crate::handle::Handle;
@@ -138,8 +137,8 @@ impl SemaphoreBuilder {
             return Err(Error::InvalidPermits { path: path.to_string() });
         }
         let mark = Mark { data: permits.to_string().into_bytes(), mismatch };
-        let queue = self.queue(Layout::SEMAPHORE, 0, Some(mark))?;
-        Ok(Semaphore { handle: Handle::new(std::sync::Arc::new(queue), Permits(permits as usize)), permits })
+        let lanes = self.lanes(Layout::SEMAPHORE, &[0], Some(mark))?;
+        Ok(Semaphore { handle: Handle::new(lanes, 0, Permits(permits as usize), self.requeues()), permits })
     }
 }
 
@@ -158,8 +157,8 @@ impl Semaphore {
     /// assert!(zk_lock::Semaphore::new(&client, "/limits/crawlers", 0).is_err());
     /// # Ok(()) }
     /// ```
-    pub fn new(client: &zk::Client, path: impl Into<String>, permits: u32) -> Result<Semaphore> {
-        Semaphore::builder(client, path).permits(permits).build()
+    pub fn new(conn: impl Into<Connection>, path: impl Into<String>, permits: u32) -> Result<Semaphore> {
+        Semaphore::builder(conn, path).permits(permits).build()
     }
 
     /// A builder for a semaphore on `path` (the options of every lock, see
@@ -172,8 +171,8 @@ impl Semaphore {
     /// let s = zk_lock::Semaphore::builder(&client, "/limits/crawlers").permits(4).build()?;
     /// # Ok(()) }
     /// ```
-    pub fn builder(client: &zk::Client, path: impl Into<String>) -> SemaphoreBuilder {
-        SemaphoreBuilder::new(client, path.into())
+    pub fn builder(conn: impl Into<Connection>, path: impl Into<String>) -> SemaphoreBuilder {
+        SemaphoreBuilder::new(conn.into(), path.into())
     }
 
     /// The semaphore's path.

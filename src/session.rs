@@ -1,332 +1,648 @@
-//! The session monitor: when did the server last hear from us, and is the connection up?
-//!
-//! One monitor runs per ZooKeeper session (and chroot) while locks are held or awaited on it. It
-//! keeps `last_heard`, a lower bound of the last moment the *leader* received something from us:
-//! the send time of the latest write or `sync` that got an answer (reads are not counted: a
-//! follower cut off from the leader still answers them while the leader expires the session).
-//! The server cannot expire the session before `last_heard + session_timeout`, so a holder that
-//! declares its lock lost at `last_heard + LOST_AFTER` is always earlier than the server. While
-//! locks are held or awaited, a heartbeat (a `sync`) keeps `last_heard` fresh, and after a lock
-//! has been held for one heartbeat period a data watch on its own node tells when someone deletes
-//! or writes it.
+//! A session that outlives ZooKeeper sessions: [`Session`] replaces an expired session with a
+//! new one and says so in Apache Curator's connection-state vocabulary.
 
-use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch, Notify};
 use zookeeper_client as zk;
 
-use crate::error::{outcome, Outcome};
-use crate::state::Tracker;
+use crate::connect_string::{self as connect, Target};
+use crate::error::{Error, Result};
 
-/// Share of the session timeout after `last_heard` at which held locks are declared lost.
-const LOST_AFTER: (u32, u32) = (17, 20);
-/// Share of the session timeout without contact after which held locks are suspended (the
-/// client itself notices a dead connection after 0.4 of it; this catches what it does not).
-const SUSPEND_AFTER: (u32, u32) = (1, 2);
-/// Share of the session timeout between heartbeats while locks are held.
-const HEARTBEAT_EVERY: (u32, u32) = (1, 10);
-
-fn share(d: Duration, (n, m): (u32, u32)) -> Duration {
-    d * n / m
+/// How a [`Session`]'s connection to ZooKeeper stands, in Apache Curator's vocabulary, with a
+/// state of its own for the start of a new session.
+///
+/// A session's life reads, on [`Session::state_changes`]: `Connected`, then any number of
+/// `Suspended` → `Reconnected` (short cuts the session survived), then, if it ends, `Lost`; then
+/// `NewSession` and `Connected` for its replacement, and so on. Each transition is reported
+/// once, in this order.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(session: zk_lock::Session) {
+/// use zk_lock::ConnectionState;
+///
+/// let mut states = session.state_changes();
+/// while let Some(state) = states.next().await {
+///     match state {
+///         ConnectionState::Lost => eprintln!("session lost: every lock of it is gone"),
+///         ConnectionState::NewSession => eprintln!("a new session replaces it"),
+///         other => eprintln!("{other:?}"),
+///     }
+/// }
+/// # }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Connected to a server of the ensemble, on the current session: at the start of each
+    /// session.
+    Connected,
+    /// The connection is lost for now; the session may still live (locks turn `Suspended`).
+    Suspended,
+    /// Connected again on the same session after `Suspended`: nothing was lost.
+    Reconnected,
+    /// The session is over: it expired, was closed by the server, or we could not reach the
+    /// server for a whole session timeout (then the server has expired it, or will). Every lock
+    /// held on it is `Lost`.
+    Lost,
+    /// A new session replaces the lost one (a new session id). `Connected` follows.
+    NewSession,
 }
 
-type Registry = StdMutex<HashMap<(i64, String), Weak<SessionShared>>>;
-
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
-/// What every lock on one session shares.
+/// The connection-state changes of a [`Session`], from [`Session::state_changes`]: each one
+/// once, in order, from the moment of the call.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(session: zk_lock::Session) {
+/// let mut states = session.state_changes();
+/// if let Some(state) = states.next().await {
+///     println!("now {state:?}");
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
-pub(crate) struct SessionShared {
-    client: zk::Client,
-    base: Instant,
-    /// Nanoseconds after `base` of the last send whose answer came back.
-    heard: AtomicU64,
-    trackers: StdMutex<Vec<Weak<Tracker>>>,
-    /// Contenders of this session waiting for their turn.
-    waiting: std::sync::atomic::AtomicUsize,
-    wake: Arc<Notify>,
-    /// The monitor is running its timers (something is held or awaited): a newcomer needs no
-    /// wake-up, the next tick takes it in.
-    active: AtomicBool,
-    terminated: AtomicBool,
-    pub(crate) lost_after: Duration,
-    pub(crate) suspend_after: Duration,
-    pub(crate) heartbeat_every: Duration,
+pub struct ConnectionStates {
+    rx: mpsc::UnboundedReceiver<ConnectionState>,
 }
 
-impl SessionShared {
-    /// The shared state of `client`'s session, made (and its monitor started) on first use.
-    /// Must be called within a tokio runtime.
-    pub(crate) fn for_client(client: &zk::Client) -> Arc<SessionShared> {
-        let key = (client.session_id().0, client.path().to_owned());
-        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(shared) = map.get(&key).and_then(Weak::upgrade) {
-            return shared;
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        let timeout = client.session_timeout();
-        // Far enough in the past that a send time is never before it: `last_heard` starts out
-        // long ago, until the first answer.
-        let now = Instant::now();
-        let base = now.checked_sub(Duration::from_secs(3600)).unwrap_or(now);
-        let shared = Arc::new(SessionShared {
-            client: client.clone(),
-            base,
-            heard: AtomicU64::new(0),
-            trackers: StdMutex::new(Vec::new()),
-            waiting: Default::default(),
-            wake: Arc::new(Notify::new()),
-            active: AtomicBool::new(false),
-            terminated: AtomicBool::new(false),
-            lost_after: share(timeout, LOST_AFTER),
-            suspend_after: share(timeout, SUSPEND_AFTER),
-            heartbeat_every: share(timeout, HEARTBEAT_EVERY).max(Duration::from_millis(10)),
-        });
-        map.insert(key, Arc::downgrade(&shared));
-        tokio::spawn(monitor(Arc::downgrade(&shared), shared.wake.clone()));
-        shared
-    }
-
-    /// Counts a contender of this session as waiting until the returned token is dropped: the
-    /// monitor keeps `last_heard` fresh meanwhile, so that a lock granted after a long wait
-    /// starts out `Held`.
-    pub(crate) fn waiting(self: &Arc<Self>) -> Waiting {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.wake_if_idle();
-        Waiting(self.clone())
-    }
-
-    pub(crate) fn session_id(&self) -> zk::SessionId {
-        self.client.session_id()
-    }
-
-    /// Whether the client is connected right now.
-    pub(crate) fn connected(&self) -> bool {
-        self.client.state() == zk::SessionState::SyncConnected
-    }
-
-    /// Records that a write or `sync` sent at `sent` was answered.
-    pub(crate) fn heard(&self, sent: Instant) {
-        let nanos = sent.saturating_duration_since(self.base).as_nanos() as u64;
-        self.heard.fetch_max(nanos, Ordering::AcqRel);
-    }
-
-    fn last_heard(&self) -> Instant {
-        self.base + Duration::from_nanos(self.heard.load(Ordering::Acquire))
-    }
-
-    /// Whether the server may have expired the session by `now`, as far as we can know.
-    pub(crate) fn may_have_expired(&self, now: Instant) -> bool {
-        self.terminated.load(Ordering::Acquire) || now >= self.last_heard() + self.lost_after
-    }
-
-    pub(crate) fn register(&self, tracker: &Arc<Tracker>) {
-        if self.terminated.load(Ordering::Acquire) || self.client.state().is_terminated() {
-            tracker.lose_session("session is over");
-        }
-        let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
-        if trackers.len() >= 16 {
-            trackers.retain(|w| w.strong_count() > 0);
-        }
-        trackers.push(Arc::downgrade(tracker));
-        drop(trackers);
-        if tracker.revocable {
-            // Its self-watch is due at once: a busy monitor would see it only at its next tick.
-            self.wake.notify_one();
-        } else {
-            self.wake_if_idle();
-        }
-    }
-
-    /// Wakes the monitor if it sleeps without timers. Paired with the monitor's "clear `active`,
-    /// then look again" (both `SeqCst`), no newcomer is missed.
-    fn wake_if_idle(&self) {
-        if !self.active.load(Ordering::SeqCst) {
-            self.wake.notify_one();
-        }
-    }
-
-    fn live_trackers(&self) -> Vec<Arc<Tracker>> {
-        let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
-        trackers.retain(|w| w.strong_count() > 0);
-        trackers.iter().filter_map(Weak::upgrade).collect()
+impl ConnectionStates {
+    /// The next change; `None` once the session has ended for good (closed, or it gave up
+    /// reconnecting).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a change that comes while no call waits is returned by the next call.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mut states: zk_lock::ConnectionStates) {
+    /// while let Some(state) = states.next().await {
+    ///     println!("{state:?}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn next(&mut self) -> Option<ConnectionState> {
+        self.rx.recv().await
     }
 }
 
-/// See [`SessionShared::waiting`].
+/// A ZooKeeper session that heals: when the server expires or closes it (or we cannot reach the
+/// server for a whole session timeout), it establishes a new one with the same options and
+/// credentials, and every lock built on it goes on with the new session.
+///
+/// A `zookeeper-client` [`Client`](zk::Client) is one session for life: once it expires, every
+/// lock made from it is dead for good. Build locks from a `Session` instead (every recipe takes
+/// either, see [`Connection`](crate::Connection)) and, across an expiry:
+///
+/// * a guard held on the old session turns [`Lost`](crate::LockState::Lost) and stays `Lost`:
+///   it never becomes `Held` on the new session;
+/// * an acquire that is waiting queues again on the new session, at the back (or returns
+///   [`Error::SessionExpired`], see [`LockBuilder::requeue_on_expiry`](crate::LockBuilder::requeue_on_expiry));
+///   a waiting [`campaign`](crate::LeaderElection::campaign) campaigns again the same way;
+/// * a new acquire simply works on the new session.
+///
+/// Reconnecting backs off from 100 ms, doubling up to 2 s, and gives up after
+/// [`reconnect_attempts`](SessionBuilder::reconnect_attempts) failures in a row (10 by default):
+/// then every acquire that needs a session returns [`Error::Connect`], and
+/// [`state_changes`](Session::state_changes) ends. A failed authentication is never retried.
+///
+/// Cloning is cheap: clones share the session. The session closes when the last clone and the
+/// last lock built on it are dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> zk_lock::Result<()> {
+/// use std::time::Duration;
+/// use zk_lock::{Mutex, Session};
+///
+/// let session = Session::builder("127.0.0.1:2181")
+///     .session_timeout(Duration::from_secs(10))
+///     .auth("digest", "app:secret")
+///     .connect()
+///     .await?;
+/// let mutex = Mutex::new(&session, "/locks/orders")?;
+/// loop {
+///     let guard = mutex.lock().await?; // on whatever session is current
+///     // ... work ...
+///     guard.release().await.ok();
+/// #   break;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+/// How a [`Session`] connects: from [`Session::builder`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> zk_lock::Result<()> {
+/// let session = zk_lock::Session::builder("zk1:2181,zk2:2181,zk3:2181/apps/billing")
+///     .session_timeout(std::time::Duration::from_secs(6))
+///     .reconnect_attempts(30)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .connect() is called"]
+pub struct SessionBuilder {
+    connect: String,
+    chroot: Option<String>,
+    session_timeout: Duration,
+    connection_timeout: Option<Duration>,
+    auth: Vec<(String, Vec<u8>)>,
+    attempts: u32,
+    #[cfg(feature = "tls")]
+    tls: Option<zk::TlsOptions>,
+    #[cfg(feature = "sasl")]
+    sasl: Option<zk::SaslOptions>,
+}
+
+#[derive(Debug, Clone)]
+enum Current {
+    Up(zk::Client),
+    Connecting,
+    Failed(Error),
+}
+
 #[derive(Debug)]
-pub(crate) struct Waiting(Arc<SessionShared>);
+struct Shared {
+    current: watch::Sender<Current>,
+    listeners: StdMutex<Vec<mpsc::UnboundedSender<ConnectionState>>>,
+    last: StdMutex<ConnectionState>,
+    session_timeout: Duration,
+    stop: Arc<Notify>,
+}
 
-impl Drop for Waiting {
+impl Drop for Shared {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.stop.notify_one();
     }
 }
 
-impl Drop for SessionShared {
-    fn drop(&mut self) {
-        self.wake.notify_one();
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+impl Session {
+    /// Options for a session on `connect` (`host:port[,host:port...][/chroot]`, each host
+    /// optionally `tcp://` or, with the `tls` feature, `tcp+tls://`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181").connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(connect: impl Into<String>) -> SessionBuilder {
+        SessionBuilder {
+            connect: connect.into(),
+            chroot: None,
+            session_timeout: Duration::from_secs(6),
+            connection_timeout: None,
+            auth: Vec::new(),
+            attempts: 10,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "sasl")]
+            sasl: None,
+        }
     }
-}
 
-type Heartbeat<'a> = Pin<Box<dyn std::future::Future<Output = (Instant, Result<(), zk::Error>)> + Send + 'a>>;
+    /// Connects with the default options: see [`SessionBuilder::connect`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped before it returns, it leaves no session behind.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::connect("127.0.0.1:2181").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(connect: impl Into<String>) -> Result<Session> {
+        Session::builder(connect).connect().await
+    }
 
-async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
-    let Some(client) = weak.upgrade().map(|s| s.client.clone()) else { return };
-    let mut states = client.state_watcher();
-    let mut heartbeat: Option<Heartbeat<'_>> = None;
-    // When the connection last changed (lost, or re-established): an answer to a request sent
-    // before that says nothing about the session now, so `Held` comes back only with one sent
-    // after it. (Any change counts: the state watch may skip the `Disconnected` in between.)
-    let mut broken: Option<Instant> = None;
-    loop {
-        let Some(s) = weak.upgrade() else { return };
-        let now = Instant::now();
-        let state = client.state();
-        let mut trackers = s.live_trackers();
-        if state.is_terminated() {
-            s.terminated.store(true, Ordering::Release);
-            for t in &trackers {
-                t.lose_session("session is over");
-            }
-            return;
+    /// The client of the current session, `None` while a new one is being established (or after
+    /// the session gave up). A client is one session: keep it only for one operation.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(session: zk_lock::Session) {
+    /// if let Some(client) = session.client() {
+    ///     println!("session {}", client.session_id());
+    /// }
+    /// # }
+    /// ```
+    pub fn client(&self) -> Option<zk::Client> {
+        match &*self.shared.current.borrow() {
+            Current::Up(client) => Some(client.clone()),
+            _ => None,
         }
-        let idle =
-            |s: &SessionShared, trackers: &[Arc<Tracker>]| trackers.is_empty() && s.waiting.load(Ordering::SeqCst) == 0;
-        if idle(&s, &trackers) {
-            s.active.store(false, Ordering::SeqCst);
-            trackers = s.live_trackers();
-            if idle(&s, &trackers) {
-                heartbeat = None;
-                drop(s);
-                wake.notified().await;
-                continue;
-            }
+    }
+
+    /// The connection state now (the last one reported).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(session: zk_lock::Session) {
+    /// println!("{:?}", session.state());
+    /// # }
+    /// ```
+    pub fn state(&self) -> ConnectionState {
+        *lock(&self.shared.last)
+    }
+
+    /// Every connection-state change from now on, each once, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(session: zk_lock::Session) {
+    /// let mut states = session.state_changes();
+    /// while let Some(state) = states.next().await {
+    ///     println!("{state:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn state_changes(&self) -> ConnectionStates {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut listeners = lock(&self.shared.listeners);
+        // Not once the session has given up: the stream ends at once.
+        if !matches!(*self.shared.current.borrow(), Current::Failed(_)) {
+            listeners.push(tx);
         }
-        s.active.store(true, Ordering::SeqCst);
-        let heard = s.last_heard();
-        let connected = state == zk::SessionState::SyncConnected;
-        if now >= heard + s.lost_after {
-            for t in &trackers {
-                t.lose_session("no contact with the server for 85% of the session timeout");
-            }
-        }
-        let confirmed = broken.is_none_or(|broken| heard > broken);
-        let fresh = connected && confirmed && now < heard + s.suspend_after;
-        let mut next = now + s.heartbeat_every;
-        for t in &trackers {
-            t.set_connected(fresh);
-            if !t.watched.load(Ordering::Acquire) {
-                // A revocable hold watches its node at once: a request to let go is news.
-                let due = if t.revocable { t.since } else { t.since + s.heartbeat_every };
-                if connected && now >= due {
-                    t.watched.store(true, Ordering::Release);
-                    tokio::spawn(watch_node(Arc::downgrade(t), client.clone()));
-                } else if due > now {
-                    next = next.min(due);
+        ConnectionStates { rx }
+    }
+
+    /// The session timeout asked for.
+    pub(crate) fn session_timeout(&self) -> Duration {
+        self.shared.session_timeout
+    }
+
+    /// The current session's client, waiting (until `deadline`, if any) while a new session is
+    /// being established.
+    pub(crate) async fn current(&self, deadline: Option<tokio::time::Instant>) -> Result<Option<zk::Client>> {
+        let mut rx = self.shared.current.subscribe();
+        let wait = async {
+            loop {
+                match &*rx.borrow_and_update() {
+                    Current::Up(client) => return Ok(client.clone()),
+                    Current::Failed(error) => return Err(error.clone()),
+                    Current::Connecting => {}
                 }
-            }
-        }
-        if heartbeat.is_none() && connected && (!confirmed || now >= heard + s.heartbeat_every) {
-            // A sync goes through the leader: its answer proves the leader heard from us.
-            let sent = now;
-            let probe = client.sync("/");
-            heartbeat = Some(Box::pin(async move { (sent, probe.await) }));
-        }
-        for at in [heard + s.heartbeat_every, heard + s.suspend_after, heard + s.lost_after] {
-            if at > now {
-                next = next.min(at);
-            }
-        }
-        drop(trackers);
-        drop(s);
-        tokio::select! {
-            _ = states.changed() => broken = Some(Instant::now()),
-            _ = tokio::time::sleep_until(next.into()) => {}
-            _ = wake.notified() => {}
-            (sent, result) = async { heartbeat.as_mut().expect("guarded").await }, if heartbeat.is_some() => {
-                heartbeat = None;
-                if result.is_ok() {
-                    if let Some(s) = weak.upgrade() {
-                        s.heard(sent);
-                    }
+                if rx.changed().await.is_err() {
+                    return Err(Error::SessionClosed);
                 }
-            }
-        }
-    }
-}
-
-/// What a revoker writes into a holder's node: Apache Curator's `Revoker` protocol.
-pub(crate) const REVOKE: &[u8] = b"__REVOKE__";
-
-/// Watches the holder's own node, so that its deletion by anyone but the holder is a loss.
-async fn watch_node(tracker: Weak<Tracker>, client: zk::Client) {
-    for _ in 0..u32::MAX {
-        let Some(t) = tracker.upgrade() else { return };
-        if t.is_releasing() {
-            return;
-        }
-        let path = t.node.clone();
-        let own_writes = t.own_writes;
-        let writes_hand_off = t.writes_hand_off;
-        let revocable = t.revocable;
-        let session = t.session().clone();
-        let retry_in = session.heartbeat_every;
-        drop(t);
-        let result = client.get_and_watch_data(&path).await;
-        let lose = |why: &str| {
-            if let Some(t) = tracker.upgrade() {
-                t.lose_node(why);
             }
         };
-        match result {
-            Ok((data, stat, watcher)) => {
-                drop(session);
-                if stat.ephemeral_owner != client.session_id().0 {
-                    lose("lock node belongs to another session");
-                    return;
-                }
-                // Only our own release (and a semaphore's grant, counted in `own_writes`)
-                // writes our node: anyone else's write may have handed the lock on.
-                if revocable && data == REVOKE {
-                    // Others may write a revocable node: only a request to let go means anything.
-                    if let Some(t) = tracker.upgrade() {
-                        t.request_revocation();
-                    }
-                }
-                // (A node whose writes hand nothing on may be written: a leader publishing, a
-                // revoker asking.)
-                if writes_hand_off && stat.version > own_writes {
-                    lose("lock node written by someone else");
-                    return;
-                }
-                let event = watcher.changed().await;
-                match event.event_type {
-                    zk::EventType::NodeDeleted => {
-                        lose("lock node deleted");
-                        return;
-                    }
-                    zk::EventType::Session => return,
-                    // Look again: whose write it was shows in the version.
-                    _ => continue,
-                }
+        match deadline {
+            None => wait.await.map(Some),
+            Some(at) => match tokio::time::timeout_at(at, wait).await {
+                Ok(client) => client.map(Some),
+                Err(_) => Ok(None),
+            },
+        }
+    }
+
+    /// Resolves once `client`'s session is no longer the current one.
+    pub(crate) async fn replaced(&self, client: &zk::Client) {
+        let id = client.session_id();
+        let mut rx = self.shared.current.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Current::Up(c) if c.session_id() == id => {}
+                _ => return,
             }
-            Err(zk::Error::NoNode) => {
-                lose("lock node deleted");
+            if rx.changed().await.is_err() {
                 return;
             }
-            Err(e) if outcome(&e) == Outcome::Terminal => return,
-            Err(_) => {
-                drop(session);
-                tokio::time::sleep(retry_in).await;
+        }
+    }
+}
+
+impl SessionBuilder {
+    /// The session timeout to ask the server for (default 6 s; the server bounds it between 2
+    /// and 20 ticks). It drives how soon locks turn `Suspended` (50 %) and `Lost` (85 %) while
+    /// the server cannot be reached: see the crate docs. Zero is refused by
+    /// [`connect`](SessionBuilder::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181")
+    ///     .session_timeout(std::time::Duration::from_secs(10))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt to one server may take (default: the client's, a share of
+    /// the session timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181")
+    ///     .connection_timeout(std::time::Duration::from_secs(2))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = Some(timeout);
+        self
+    }
+
+    /// Every path of the session's locks is under `chroot` (as a `/chroot` suffix of the connect
+    /// string would do; give one or the other).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181").chroot("/apps/billing").connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn chroot(mut self, chroot: impl Into<String>) -> Self {
+        self.chroot = Some(chroot.into());
+        self
+    }
+
+    /// Credentials to add to every session, re-applied to each new one: `digest` with
+    /// `user:password`, as `zkCli`'s `addauth digest user:password`. Other schemes are refused
+    /// by [`connect`](SessionBuilder::connect) with [`Error::InvalidAuth`]: TLS client
+    /// certificates (`x509`) and SASL have their own options, with the `tls` and `sasl`
+    /// features.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181").auth("digest", "app:secret").connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn auth(mut self, scheme: impl Into<String>, auth: impl Into<Vec<u8>>) -> Self {
+        self.auth.push((scheme.into(), auth.into()));
+        self
+    }
+
+    /// How many connection attempts in a row may fail (for the first session and for each
+    /// replacement) before the session gives up with [`Error::Connect`] (default 10; at least 1).
+    /// Attempts back off from 100 ms, doubling up to 2 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181").reconnect_attempts(100).connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reconnect_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Connects over TLS with these options (certificates of the CA to trust, and a client
+    /// identity for `x509` authentication if the server wants one). Hosts without a scheme then
+    /// use TLS; `tcp://host` still means plain text.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(ca_pem: &str) -> zk_lock::Result<()> {
+    /// use zk_lock::zk::TlsOptions;
+    /// let tls = TlsOptions::new().with_pem_ca(ca_pem).expect("a PEM certificate");
+    /// let session = zk_lock::Session::builder("127.0.0.1:2281").tls(tls).connect().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: zk::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// Authenticates every session with SASL (`DIGEST-MD5`, with the `sasl` feature).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// use zk_lock::zk::SaslOptions;
+    /// let sasl = SaslOptions::digest_md5("app", "secret");
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181").sasl(sasl).connect().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sasl")]
+    pub fn sasl(mut self, options: impl Into<zk::SaslOptions>) -> Self {
+        self.sasl = Some(options.into());
+        self
+    }
+
+    /// Checks the options, connects the first session and starts keeping a session up.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidConnectString`]: an empty or malformed connect string or chroot.
+    /// * [`Error::InvalidSessionTimeout`]: a zero session timeout.
+    /// * [`Error::InvalidAuth`]: an unknown auth scheme, or `digest` credentials without `:`.
+    /// * [`Error::Connect`]: no session after the allowed attempts, or authentication failed.
+    ///
+    /// The first three are found before anything is sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped before it returns, it leaves no session behind.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> zk_lock::Result<()> {
+    /// let session = zk_lock::Session::builder("127.0.0.1:2181").connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(self) -> Result<Session> {
+        let target = self.target()?;
+        let stop = Arc::new(Notify::new());
+        let client = first_connect(&target, self.attempts).await?;
+        let (current, _) = watch::channel(Current::Up(client.clone()));
+        let shared = Arc::new(Shared {
+            current,
+            listeners: StdMutex::new(Vec::new()),
+            last: StdMutex::new(ConnectionState::Connected),
+            session_timeout: self.session_timeout,
+            stop: stop.clone(),
+        });
+        tokio::spawn(keep_up(Arc::downgrade(&shared), client, target, self.attempts, stop));
+        Ok(Session { shared })
+    }
+
+    fn target(&self) -> Result<Target> {
+        if self.session_timeout.is_zero() {
+            return Err(Error::InvalidSessionTimeout);
+        }
+        let mut target = connect::parse(&self.connect, self.chroot.as_deref())?;
+        for (scheme, auth) in &self.auth {
+            connect::check_auth(scheme, auth)?;
+        }
+        let mut connector =
+            zk::Client::connector().with_session_timeout(self.session_timeout).with_readonly(false).with_fail_eagerly();
+        if let Some(timeout) = self.connection_timeout {
+            connector = connector.with_connection_timeout(timeout);
+        }
+        for (scheme, auth) in &self.auth {
+            connector = connector.with_auth(scheme, auth);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            connector = connector.with_tls(tls.clone());
+            target.tls = true;
+        }
+        #[cfg(feature = "sasl")]
+        if let Some(sasl) = &self.sasl {
+            connector = connector.with_sasl(sasl.clone());
+        }
+        target.connector = Some(connector);
+        Ok(target)
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn publish(&self, state: ConnectionState) {
+        *lock(&self.last) = state;
+        crate::events::connection_state(state);
+        lock(&self.listeners).retain(|tx| tx.send(state).is_ok());
+    }
+}
+
+/// One attempt after another, backing off, until `attempts` failed in a row (or one failed
+/// for good: authentication).
+async fn connect_with_retries(target: &Target, attempts: u32) -> Result<zk::Client> {
+    let mut backoff = BACKOFF_FIRST;
+    let mut failed = 0;
+    loop {
+        match target.connect().await {
+            Ok(client) => return Ok(client),
+            Err(source) => {
+                failed += 1;
+                let fatal = matches!(source, zk::Error::AuthFailed | zk::Error::BadArguments(_));
+                tracing::warn!(target: "zk_lock", connect = %target.display, attempt = failed, error = %source, "could not establish a zookeeper session");
+                if fatal || failed >= attempts {
+                    return Err(Error::Connect {
+                        connect: target.display.clone(),
+                        attempts: failed,
+                        source,
+                        tls: target.tls,
+                    });
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
+    }
+}
+
+async fn first_connect(target: &Target, attempts: u32) -> Result<zk::Client> {
+    connect_with_retries(target, attempts).await
+}
+
+/// Follows the current session; when it is over, says so and establishes the next.
+async fn keep_up(weak: Weak<Shared>, mut client: zk::Client, target: Target, attempts: u32, stop: Arc<Notify>) {
+    loop {
+        let mut states = client.state_watcher();
+        let timeout = client.session_timeout();
+        let mut suspended: Option<Instant> = None;
+        let mut state = states.state();
+        loop {
+            match state {
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    if suspended.take().is_some() {
+                        publish(&weak, ConnectionState::Reconnected);
+                    }
+                }
+                zk::SessionState::Disconnected => {
+                    if suspended.is_none() {
+                        suspended = Some(Instant::now());
+                        publish(&weak, ConnectionState::Suspended);
+                    }
+                }
+                _ => break,
+            }
+            // The server expires a session it has not heard from for a session timeout: once we
+            // have been cut off that long, it is over (or about to be), whatever the client says.
+            let give_up = suspended.map(|at| at + timeout);
+            tokio::select! {
+                next = states.changed() => state = next,
+                _ = sleep_until(give_up), if give_up.is_some() => {
+                    tracing::warn!(target: "zk_lock", session = %client.session_id(), "no contact with zookeeper for a whole session timeout: starting a new session");
+                    break;
+                }
+                _ = stop.notified() => return,
+            }
+        }
+        let Some(shared) = weak.upgrade() else { return };
+        shared.current.send_replace(Current::Connecting);
+        shared.publish(ConnectionState::Lost);
+        drop(shared);
+        drop(client);
+        let next = tokio::select! {
+            next = connect_with_retries(&target, attempts) => next,
+            _ = stop.notified() => return,
+        };
+        let Some(shared) = weak.upgrade() else { return };
+        match next {
+            Ok(new) => {
+                tracing::info!(target: "zk_lock", session = %new.session_id(), "new zookeeper session");
+                shared.current.send_replace(Current::Up(new.clone()));
+                shared.publish(ConnectionState::NewSession);
+                shared.publish(ConnectionState::Connected);
+                client = new;
+            }
+            Err(error) => {
+                tracing::error!(target: "zk_lock", %error, "giving up on zookeeper: no new session");
+                shared.current.send_replace(Current::Failed(error));
+                lock(&shared.listeners).clear();
+                return;
+            }
+        }
+    }
+}
+
+fn publish(weak: &Weak<Shared>, state: ConnectionState) {
+    if let Some(shared) = weak.upgrade() {
+        shared.publish(state);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::events;
+use crate::monitor::SessionShared;
 use crate::queue::Ticket;
-use crate::session::SessionShared;
 
 /// The state of a held lock, as far as its holder can know it.
 ///
@@ -52,6 +52,55 @@ pub enum LockState {
     Lost,
 }
 
+/// Why a lock was lost: from [`LockGuard::lost_reason`](crate::LockGuard::lost_reason) once its
+/// state is [`LockState::Lost`], and in the `lock lost` event (at WARN).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(guard: zk_lock::LockGuard) {
+/// use zk_lock::LostReason;
+///
+/// guard.lost().await;
+/// match guard.lost_reason() {
+///     Some(LostReason::LeaseExpired) => eprintln!("we held it longer than the lease allows"),
+///     Some(reason) => eprintln!("lost: {reason}"),
+///     None => unreachable!("lost() resolved"),
+/// }
+/// # }
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LostReason {
+    /// The session is over: the server expired or closed it (every node of it is gone).
+    SessionExpired,
+    /// We could not reach the server for 85 % of the session timeout: it may expire the session
+    /// any moment now, so we may no longer count on holding the lock.
+    SuspendedTooLong,
+    /// Our lock node was deleted by someone else.
+    NodeDeleted,
+    /// Our lock node was written by someone else, or belongs to another session: it may have
+    /// passed the lock on.
+    NodeTaken,
+    /// The lease (maximum hold time) ran out: see [`LockBuilder::lease`](crate::LockBuilder::lease).
+    LeaseExpired,
+    /// Someone asked us to let go ([`revoke`](crate::revoke)) and then deleted our node.
+    Revoked,
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LostReason::SessionExpired => "session expired",
+            LostReason::SuspendedTooLong => "no contact with the server for 85% of the session timeout",
+            LostReason::NodeDeleted => "lock node deleted by someone else",
+            LostReason::NodeTaken => "lock node written by someone else, or owned by another session",
+            LostReason::LeaseExpired => "lease ran out",
+            LostReason::Revoked => "revoked: lock node deleted after a request to let go",
+        })
+    }
+}
+
 /// The state of one held lock, shared by its guards and the session monitor.
 #[derive(Debug)]
 pub(crate) struct Tracker {
@@ -76,6 +125,10 @@ pub(crate) struct Tracker {
     pub(crate) revocable: bool,
     /// Set once someone asked us to let go.
     revocation: watch::Sender<bool>,
+    /// Why we lost it, once we did.
+    reason: std::sync::OnceLock<LostReason>,
+    /// When the lease ends, if the lock has one.
+    lease: Option<watch::Sender<tokio::time::Instant>>,
 }
 
 impl Tracker {
@@ -100,6 +153,8 @@ impl Tracker {
             writes_hand_off: ticket.writes_hand_off,
             revocable,
             revocation: watch::channel(false).0,
+            reason: std::sync::OnceLock::new(),
+            lease: ticket.lease.map(|(at, _)| watch::channel(at).0),
         });
         tracker.session.register(&tracker);
         tracker
@@ -109,7 +164,8 @@ impl Tracker {
     /// process was paused).
     pub(crate) fn state(&self) -> LockState {
         if *self.tx.borrow() != LockState::Lost && self.session.may_have_expired(Instant::now()) {
-            self.lose_session("no contact with the server for too long");
+            let reason = if self.session.is_over() { LostReason::SessionExpired } else { LostReason::SuspendedTooLong };
+            self.lose_session(reason);
         }
         *self.tx.borrow()
     }
@@ -135,12 +191,13 @@ impl Tracker {
     /// Declares the lock lost, once, because of the session: it may have expired (or has), so
     /// the server may give the lock to someone else. Also while we release: a release that did
     /// not finish before the session was lost does not make the lock ours until then.
-    pub(crate) fn lose_session(&self, why: &str) {
+    pub(crate) fn lose_session(&self, reason: LostReason) {
         self.tx.send_if_modified(|cur| {
             if *cur == LockState::Lost {
                 return false;
             }
-            events::lost(&self.lock, &self.node, self.session.session_id(), why);
+            let _ = self.reason.set(reason);
+            events::lost(&self.lock, &self.node, self.session.session_id(), reason);
             *cur = LockState::Lost;
             true
         });
@@ -148,9 +205,22 @@ impl Tracker {
 
     /// Declares the lock lost because something happened to our node (deleted or written by
     /// someone else); not while we release it ourselves, when that is our own doing.
-    pub(crate) fn lose_node(&self, why: &str) {
+    pub(crate) fn lose_node(&self, reason: LostReason) {
         if !self.releasing.load(Ordering::Acquire) {
-            self.lose_session(why);
+            // Deleted after someone asked us to let go: that was the revoker.
+            let reason = match reason {
+                LostReason::NodeDeleted if *self.revocation.borrow() => LostReason::Revoked,
+                other => other,
+            };
+            self.lose_session(reason);
+        }
+    }
+
+    /// Why the lock was lost; `None` while it is not `Lost`.
+    pub(crate) fn lost_reason(&self) -> Option<LostReason> {
+        match self.state() {
+            LockState::Lost => self.reason.get().copied(),
+            _ => None,
         }
     }
 
@@ -168,6 +238,26 @@ impl Tracker {
 
     pub(crate) fn revocation(&self) -> watch::Receiver<bool> {
         self.revocation.subscribe()
+    }
+
+    /// The lease end, to follow; `None` without a lease.
+    pub(crate) fn lease_end(&self) -> Option<watch::Receiver<tokio::time::Instant>> {
+        self.lease.as_ref().map(watch::Sender::subscribe)
+    }
+
+    /// Moves the lease end; `false` without a lease.
+    pub(crate) fn set_lease_end(&self, at: tokio::time::Instant) -> bool {
+        match &self.lease {
+            Some(tx) => {
+                tx.send_replace(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> &str {
+        &self.lock
     }
 
     pub(crate) fn start_release(&self) {

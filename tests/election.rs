@@ -38,6 +38,8 @@ async fn candidates_lead_in_arrival_order_and_resign_hands_over() {
     let observer = LeaderElection::new(&o, path.clone()).unwrap();
     assert!(observer.leader().await.unwrap().is_none(), "nobody leads yet");
     let seen = record(&observer);
+    // The observer's first report (nobody leads) comes before anyone campaigns.
+    assert!(common::wait_until(Duration::from_secs(5), || nodes(&seen) == [None]).await, "{:?}", nodes(&seen));
     let ea = LeaderElection::builder(&a, path.clone()).data("a").build().unwrap();
     let la = ea.campaign().await.unwrap();
     assert!(la.node().contains("-latch-"), "Curator's LeaderLatch layout: {}", la.node());

@@ -106,6 +106,7 @@ async fn a_cut_off_holder_is_lost_before_the_next_waiter_is_granted() {
     );
     assert!(suspended < lost);
     assert_eq!(guard.state(), LockState::Lost);
+    assert_eq!(guard.lost_reason(), Some(zk_lock::LostReason::SuspendedTooLong));
     assert!(granted.guard.fencing_token() > guard.fencing_token());
     granted.guard.release().await.unwrap();
 }
@@ -146,6 +147,7 @@ async fn a_force_expired_holder_leaves_held_before_the_next_grant_and_turns_lost
     // a session closed meanwhile never looks held again.
     assert!(log[left_held..].iter().all(|(_, s)| *s != LockState::Held), "Held again after the expiry: {log:?}");
     assert_eq!(guard.state(), LockState::Lost);
+    assert_eq!(guard.lost_reason(), Some(zk_lock::LostReason::SessionExpired));
     let guard = Arc::into_inner(guard).expect("the waiter kept no reference");
     assert!(matches!(guard.release().await, Err(zk_lock::Error::LockLost { .. })));
     next.release().await.unwrap();

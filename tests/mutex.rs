@@ -301,6 +301,7 @@ async fn deletion_of_the_holders_node_by_someone_else_is_reported_as_lost() {
     other.delete(guard.node(), None).await.unwrap();
     tokio::time::timeout(Duration::from_millis(500), guard.lost()).await.expect("lost() must resolve at once");
     assert_eq!(guard.state(), LockState::Lost);
+    assert_eq!(guard.lost_reason(), Some(zk_lock::LostReason::NodeDeleted));
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -314,6 +315,7 @@ async fn a_paused_process_finds_its_guard_lost_at_once() {
     std::thread::sleep(Duration::from_millis(2200));
     // First look after "resume", before any task could run.
     assert_eq!(guard.state(), LockState::Lost);
+    assert_eq!(guard.lost_reason(), Some(zk_lock::LostReason::SuspendedTooLong));
 }
 
 #[tokio::test]

@@ -132,3 +132,21 @@ async fn a_revoked_waiter_of_a_revocable_semaphore_stalls_nobody() {
     let c = tokio::time::timeout(Duration::from_secs(3), c).await.expect("C granted").unwrap();
     c.release().await.unwrap();
 }
+
+/// A holder asked to let go that does not, and whose node someone then deletes, reads `Lost`
+/// with the reason `Revoked`.
+#[tokio::test]
+async fn a_forced_revocation_reads_revoked() {
+    let cs = shared_connect();
+    let (a, plain) = (connect(&cs, T).await, connect(&cs, T).await);
+    let path = unique_path("revoke-forced");
+    let mutex = Mutex::builder(&a, &path).revocable(true).build().unwrap();
+    let guard = mutex.lock().await.unwrap();
+    assert!(zk_lock::revoke(&plain, guard.node()).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(2), guard.revocation_requested()).await.expect("told");
+    plain.delete(guard.node(), None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), guard.lost()).await.expect("lost");
+    assert_eq!(guard.lost_reason(), Some(zk_lock::LostReason::Revoked));
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+    assert!(children(&a, &path).await.is_empty());
+}

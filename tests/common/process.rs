@@ -68,6 +68,11 @@ pub fn require_zookeeper() {
 /// Spawns ZooKeeper with `cfg` under the watchdog, optionally as `uid` (via `setpriv`).
 /// stdout/stderr go to `dir/stdout.log`, log4j to `dir/zookeeper.log`.
 pub fn spawn_zookeeper(dir: &Path, cfg: &Path, uid: Option<u32>) -> Child {
+    spawn_zookeeper_with(dir, cfg, uid, &[])
+}
+
+/// [`spawn_zookeeper`] with extra JVM arguments (system properties such as a JAAS file).
+pub fn spawn_zookeeper_with(dir: &Path, cfg: &Path, uid: Option<u32>, jvm_args: &[String]) -> Child {
     require_zookeeper();
     let log4j = dir.join("log4j.properties");
     fs::write(
@@ -102,6 +107,7 @@ pub fn spawn_zookeeper(dir: &Path, cfg: &Path, uid: Option<u32>) -> Child {
         // Reap empty container nodes every 500 ms (default 60 s), so tests can see it happen.
         .arg("-Dznode.container.checkIntervalMs=500")
         .arg(format!("-Dlog4j.configuration=file:{}", log4j.display()))
+        .args(jvm_args)
         .arg("-cp")
         .arg(CLASSPATH)
         .arg(MAIN_CLASS)

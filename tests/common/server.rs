@@ -21,11 +21,18 @@ pub struct ServerOptions {
     pub extra_config: Vec<String>,
     /// How long to wait for the server to serve (`srvr` shows `Mode:`) before panicking.
     pub startup_timeout: Duration,
+    /// Extra JVM arguments (e.g. `-Djava.security.auth.login.config=...` for SASL).
+    pub jvm_args: Vec<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { tick_time_ms: 500, extra_config: Vec::new(), startup_timeout: Duration::from_secs(30) }
+        ServerOptions {
+            tick_time_ms: 500,
+            extra_config: Vec::new(),
+            startup_timeout: Duration::from_secs(30),
+            jvm_args: Vec::new(),
+        }
     }
 }
 
@@ -94,7 +101,7 @@ impl ZkServer {
 
     /// Spawns the JVM and waits until `srvr` reports a `Mode:` line.
     fn launch_and_wait(&mut self) -> Result<(), String> {
-        let child = process::spawn_zookeeper(&self.dir, &self.dir.join("zoo.cfg"), None);
+        let child = process::spawn_zookeeper_with(&self.dir, &self.dir.join("zoo.cfg"), None, &self.opts.jvm_args);
         self.child = Some(child);
         self.paused = false;
         let deadline = Instant::now() + self.opts.startup_timeout;
