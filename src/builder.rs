@@ -202,7 +202,8 @@ impl<R> LockBuilder<R> {
     /// stuck while its process still heartbeats. Zero is refused by `build()` with
     /// [`Error::InvalidLease`](crate::Error::InvalidLease).
     ///
-    /// The lease end is written into the node's data at the grant (and at each `extend`), after
+    /// The lease end is written into the node's data just after the grant (in the background)
+    /// and at each `extend`, after
     /// the holder's own data, as a line `#zk-lock lease-until-ms=<Unix milliseconds>`:
     /// [`Participant::lease_until`](crate::Participant::lease_until) reads it, and so can any
     /// tool. That write is why a leased lock gives up the handoff, as a revocable one does: its
@@ -211,7 +212,8 @@ impl<R> LockBuilder<R> {
     /// What a lease cannot do: it is a timer in this process's tokio runtime. A runtime that is
     /// itself stuck (a blocked worker thread, a paused process) stops the timer too; then the
     /// session's heartbeats stop as well, the server expires the session and frees the lock
-    /// anyway, after the session timeout. Every guard of the lock shares the one timer.
+    /// anyway, after the session timeout. There is one timer per hold (re-entered guards share
+    /// it).
     ///
     /// # Examples
     ///

@@ -82,6 +82,14 @@ impl Connection {
         }
     }
 
+    /// Whether `client` is still the one to use.
+    pub(crate) fn is_current(&self, client: &zk::Client) -> bool {
+        match &self.0 {
+            Source::Client(_) => true,
+            Source::Session(session) => session.client().is_some_and(|c| c.session_id() == client.session_id()),
+        }
+    }
+
     /// Resolves once `client` is no longer the one to use (never, for a fixed client).
     pub(crate) async fn replaced(&self, client: &zk::Client) {
         match &self.0 {

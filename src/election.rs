@@ -188,7 +188,7 @@ impl LeaderElection {
     /// # Ok(()) }
     /// ```
     pub async fn campaign(&self) -> Result<Leadership> {
-        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign", None).await? })
+        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign", None, None).await? })
     }
 
     /// [`campaign`](LeaderElection::campaign), giving up if we do not lead within `timeout`
@@ -213,7 +213,27 @@ impl LeaderElection {
     /// # Ok(()) }
     /// ```
     pub async fn campaign_timeout(&self, timeout: Duration) -> Result<Leadership> {
-        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign_timeout", Some(timeout)).await? })
+        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign_timeout", Some(timeout), None).await? })
+    }
+
+    /// Campaigns (for at most `timeout`, if given), reporting how many candidates are ahead
+    /// through `progress` (see [`Progress`](crate::Progress)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`campaign`](LeaderElection::campaign).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(election: zk_lock::LeaderElection) -> zk_lock::Result<()> {
+    /// let (progress, position) = zk_lock::Progress::new();
+    /// let leadership = election.campaign_with(None, &progress).await?;
+    /// leadership.resign().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn campaign_with(&self, timeout: Option<Duration>, progress: &crate::Progress) -> Result<Leadership> {
+        Ok(Leadership { guard: self.handle.acquire("zk_lock::campaign_with", timeout, Some(progress)).await? })
     }
 
     /// Who leads now (the first candidate in line), or `None` when nobody does. Anyone can ask.
@@ -303,7 +323,8 @@ pub struct LeaderWatch {
     /// The node of the leader reported last.
     last: Option<String>,
     started: bool,
-    watcher: Option<zk::OneshotWatcher>,
+    /// The watch of the last look, and the session it is on.
+    watcher: Option<(zk::OneshotWatcher, zk::Client)>,
 }
 
 impl LeaderWatch {
@@ -332,11 +353,16 @@ impl LeaderWatch {
         loop {
             // (If this future is dropped while it waits, the watch goes with it: the next call
             // then looks at once, so nothing that changed meanwhile is missed.)
-            if let Some(watcher) = self.watcher.take() {
-                watcher.changed().await;
+            if let Some((watcher, client)) = self.watcher.take() {
+                // A new session (with a `Session`) is a change too: the old one's watch is
+                // dead, look again on the new one.
+                tokio::select! {
+                    _ = watcher.changed() => {}
+                    () = self.handle.replaced(&client) => {}
+                }
             }
-            let (leader, watcher) = self.handle.first().await?;
-            self.watcher = Some(watcher);
+            let (leader, watcher, client) = self.handle.first().await?;
+            self.watcher = Some((watcher, client));
             let node = leader.as_ref().map(|l| l.node().to_owned());
             if !self.started || node != self.last {
                 self.started = true;
@@ -404,6 +430,36 @@ impl Leadership {
     /// ```
     pub fn lost_reason(&self) -> Option<crate::LostReason> {
         self.guard.lost_reason()
+    }
+
+    /// Moves the end of the lease to `lease` from now: see [`LockGuard::extend`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`LockGuard::extend`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) -> zk_lock::Result<()> {
+    /// leadership.extend(std::time::Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn extend(&self, lease: Duration) -> Result<()> {
+        self.guard.extend(lease).await
+    }
+
+    /// The ZooKeeper session we lead with: see [`LockGuard::session_id`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(leadership: zk_lock::Leadership) {
+    /// println!("leading on session {}", leadership.session_id());
+    /// # }
+    /// ```
+    pub fn session_id(&self) -> zk::SessionId {
+        self.guard.session_id()
     }
 
     /// A watch of [`state`](Leadership::state).

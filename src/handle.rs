@@ -18,7 +18,9 @@ use crate::guard::LockGuard;
 use crate::held::Held;
 use crate::participant::Participant;
 use crate::path::LockPath;
+use crate::progress::{Position, Progress};
 use crate::queue::{Policy, Queue, Spec};
+use crate::state::{LockState, LostReason};
 
 /// The queues of one lock on the current session: one per kind of contender sharing the
 /// directory (both sides of a read/write lock), so that they share what they learn.
@@ -59,6 +61,12 @@ impl Lanes {
     fn last(&self) -> Option<Vec<Arc<Queue>>> {
         self.bound.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Whether `guard` is already lost with its session.
+fn lost_with_session(guard: &LockGuard) -> bool {
+    guard.state() == LockState::Lost
+        && matches!(guard.lost_reason(), Some(LostReason::SessionExpired | LostReason::SuspendedTooLong))
 }
 
 #[derive(Debug, Clone)]
@@ -106,31 +114,50 @@ impl Handle {
     }
 
     /// Runs `attempt` on the current session's queue; when that session ends first (with a
-    /// [`Session`](crate::Session)), starts again on the next one, if we re-queue.
-    async fn on_sessions<T, F, Fut>(&self, deadline: Option<Instant>, mut attempt: F) -> Result<T>
+    /// [`Session`](crate::Session)), starts again on the next one, if we re-queue. Without a
+    /// deadline, `bounded` calls (those that never wait for their turn) wait for a session at
+    /// most as long as any request is retried; the others as long as the session keeps trying.
+    async fn on_sessions<F, Fut>(&self, deadline: Option<Instant>, bounded: bool, mut attempt: F) -> Result<LockGuard>
     where
         F: FnMut(Arc<Queue>, Option<Duration>) -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
+        Fut: std::future::Future<Output = Result<LockGuard>>,
     {
+        let timed_out = || Error::Timeout { path: self.path().to_string(), after: Duration::ZERO };
+        let conn = &self.lanes.conn;
         loop {
             let queue = match deadline {
-                None => self.queue_now().await?,
-                Some(at) => match self.queue(Some(at)).await? {
-                    Some(queue) => queue,
-                    None => return Err(Error::Timeout { path: self.path().to_string(), after: Duration::ZERO }),
-                },
+                Some(at) => self.queue(Some(at)).await?.ok_or_else(timed_out)?,
+                None if bounded => self.queue_now().await?,
+                None => self.queue(None).await?.ok_or_else(timed_out)?,
             };
             let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
             let client = queue.client.clone();
             let result = tokio::select! {
-                result = attempt(queue, left) => result,
                 // Our session is over, though the client may not have said so yet: dropping the
-                // attempt deletes its node (if the session still lives), and we go on.
-                () = self.lanes.conn.replaced(&client) => Err(Error::SessionExpired),
+                // attempt deletes its node (if the session still lives), and we go on. (First:
+                // a grant on a session already replaced is not worth keeping.)
+                biased;
+                () = conn.replaced(&client) => Err(Error::SessionExpired),
+                result = attempt(queue, left) => result,
+            };
+            let result = match result {
+                // Granted, but the session ended meanwhile: that hold is worth nothing.
+                Ok(guard) if conn.heals() && (!conn.is_current(&client) || lost_with_session(&guard)) => {
+                    drop(guard);
+                    Err(Error::SessionExpired)
+                }
+                other => other,
             };
             match result {
-                Err(Error::SessionExpired | Error::SessionClosed) if self.requeue && self.lanes.conn.heals() => {
+                Err(Error::SessionExpired | Error::SessionClosed) if self.requeue && conn.heals() => {
                     events::requeued(self.path().as_str(), client.session_id());
+                    // Not on the dead session again: wait for the next one.
+                    match deadline {
+                        Some(at) => {
+                            tokio::time::timeout_at(at, conn.replaced(&client)).await.map_err(|_| timed_out())?
+                        }
+                        None => conn.replaced(&client).await,
+                    }
                 }
                 other => return other,
             }
@@ -138,15 +165,21 @@ impl Handle {
     }
 
     /// Waits for our turn (for at most `timeout`); `name` names the call in traces.
-    pub(crate) async fn acquire(&self, name: &'static str, timeout: Option<Duration>) -> Result<LockGuard> {
+    pub(crate) async fn acquire(
+        &self,
+        name: &'static str,
+        timeout: Option<Duration>,
+        progress: Option<&Progress>,
+    ) -> Result<LockGuard> {
         // A deadline too far to represent is no deadline.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let policy = &*self.policy;
         let result = self
-            .on_sessions(deadline, |queue, left| async move {
+            .on_sessions(deadline, false, |queue, left| async move {
+                crate::progress::report(progress, Position::Joining);
                 // Without a deadline, we wait as long as it takes (`left` is `None`).
-                let wait = left;
-                let ticket = queue.acquire(name, policy, wait, std::future::ready(Ok(()))).await?;
+                let ticket = queue.acquire(name, policy, left, std::future::ready(Ok(())), progress).await?;
+                crate::progress::report(progress, Position::Granted);
                 Ok(LockGuard::new(Held::grant(&queue, ticket)))
             })
             .await;
@@ -159,25 +192,34 @@ impl Handle {
 
     pub(crate) async fn try_acquire(&self, name: &'static str) -> Result<LockGuard> {
         let policy = &*self.policy;
-        self.on_sessions(None, |queue, _| async move {
+        self.on_sessions(None, true, |queue, _| async move {
             let ticket = queue.try_acquire(name, policy).await?;
             Ok(LockGuard::new(Held::grant(&queue, ticket)))
         })
         .await
     }
 
-    /// Releases `guard` and queues again, in one round trip.
+    /// Releases `guard` and queues again, in one round trip (on the guard's session; on a new
+    /// one, the old guard is dropped, its node deleted in the background if the session lives).
     pub(crate) async fn reacquire(&self, name: &'static str, guard: LockGuard) -> Result<LockGuard> {
-        let queue = self.queue_now().await?;
-        if queue.client.session_id() != guard.session_id() {
-            // The guard's session is over: release it, then queue on ours.
-            let _ = guard.release().await;
-            return self.acquire(name, None).await;
-        }
-        // The release goes out first, then the create and the listing, all before any answer
-        // is awaited.
-        let ticket = queue.acquire(name, &*self.policy, None, guard.release()).await?;
-        Ok(LockGuard::new(Held::grant(&queue, ticket)))
+        let policy = &*self.policy;
+        let mut old = Some(guard);
+        self.on_sessions(None, false, |queue, _| {
+            let old = old.take();
+            async move {
+                let release = async {
+                    match old {
+                        // The release goes out first, then the create and the listing, all
+                        // before any answer is awaited.
+                        Some(old) if old.session_id() == queue.client.session_id() => old.release().await,
+                        _ => Ok(()),
+                    }
+                };
+                let ticket = queue.acquire(name, policy, None, release, None).await?;
+                Ok(LockGuard::new(Held::grant(&queue, ticket)))
+            }
+        })
+        .await
     }
 
     pub(crate) async fn participants(&self) -> Result<Vec<Participant>> {
@@ -197,8 +239,16 @@ impl Handle {
         Ok(None)
     }
 
-    /// The first contender now, and a watch that fires when that may change.
-    pub(crate) async fn first(&self) -> Result<(Option<Participant>, zookeeper_client::OneshotWatcher)> {
-        self.queue_now().await?.first().await
+    /// The first contender now, a watch that fires when that may change, and the client (the
+    /// session) the watch is on.
+    pub(crate) async fn first(&self) -> Result<(Option<Participant>, zk::OneshotWatcher, zk::Client)> {
+        let queue = self.queue_now().await?;
+        let (first, watcher) = queue.first().await?;
+        Ok((first, watcher, queue.client.clone()))
+    }
+
+    /// Resolves once `client`'s session is no longer the one to use (never for a plain client).
+    pub(crate) async fn replaced(&self, client: &zk::Client) {
+        self.lanes.conn.replaced(client).await
     }
 }

@@ -69,12 +69,30 @@ impl Held {
             return Err(Error::InvalidLease { lease, reason: "the lock was built without a lease" });
         }
         let (client, node) = (self.client(), self.node());
-        let data = crate::lease::with_lease(&self.data, until_ms);
-        match crate::retry::until_known(client, node, || client.set_data(node, &data, None)).await? {
-            Ok(_) => Ok(()),
-            Err(zk::Error::NoNode) => Err(Error::LockLost { path: self.lock.to_string() }),
-            Err(e) => Err(Error::from_zk(e, node)),
+        let lost = || Error::LockLost { path: self.lock.to_string() };
+        // At the version read: a request to let go written meanwhile (a revocable lock) stays.
+        for _ in 0..8 {
+            let (stored, stat) = match crate::retry::until_known(client, node, || client.get_data(node)).await? {
+                Ok(read) => read,
+                Err(zk::Error::NoNode) => return Err(lost()),
+                Err(e) => return Err(Error::from_zk(e, node)),
+            };
+            if stored == crate::monitor::REVOKE {
+                break;
+            }
+            let data = crate::lease::with_lease(&self.data, until_ms);
+            match crate::retry::until_known(client, node, || client.set_data(node, &data, Some(stat.version))).await? {
+                Ok(_) => break,
+                Err(zk::Error::BadVersion) => continue,
+                Err(zk::Error::NoNode) => return Err(lost()),
+                Err(e) => return Err(Error::from_zk(e, node)),
+            }
         }
+        // The old end may have passed while we wrote: then the lease already ran out.
+        if self.state() == LockState::Lost {
+            return Err(lost());
+        }
+        Ok(())
     }
 
     /// Deletes the node; `Err(LockLost)` (after the delete) if the guard was or became `Lost`

@@ -13,17 +13,26 @@ use crate::state::{LockState, LostReason, Tracker};
 /// What precedes the lease end in a node's data.
 const MARK: &[u8] = b"\n#zk-lock lease-until-ms=";
 
+/// The longest lease: a hundred years, far beyond any use and far below any overflow.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 pub(crate) fn check(lease: Duration) -> Result<()> {
     if lease.is_zero() {
         return Err(Error::InvalidLease { lease, reason: "it must be above zero" });
     }
+    if lease > LONGEST {
+        return Err(Error::InvalidLease { lease, reason: "it must be at most a hundred years" });
+    }
     Ok(())
 }
 
-/// When a lease of `lease` from now ends: on the local clock, and in Unix milliseconds.
+/// When a lease of `lease` (checked) from now ends: on the local clock, and in Unix
+/// milliseconds.
 pub(crate) fn until(lease: Duration) -> (Instant, u64) {
+    let lease = lease.min(LONGEST);
     let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + lease;
-    (Instant::now() + lease, unix.as_millis().min(u64::MAX as u128) as u64)
+    let local = Instant::now().checked_add(lease).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
+    (local, unix.as_millis().min(u64::MAX as u128) as u64)
 }
 
 /// `data` with the lease end recorded after it.
@@ -75,20 +84,37 @@ pub(crate) async fn timer(tracker: Weak<Tracker>, client: zk::Client) {
         let node = t.node.clone();
         let lock = t.lock().to_owned();
         drop(t);
-        let deleted = until_known(&client, &node, || client.delete(&node, None)).await;
-        match deleted {
-            Ok(Ok(()) | Err(zk::Error::NoNode)) => {
-                tracing::debug!(target: "zk_lock", lock, node, "lease ran out: node deleted")
-            }
-            Ok(Err(e)) => {
-                let error = Error::from_zk(e, &node);
-                tracing::error!(target: "zk_lock", lock, node, %error, "lease ran out but the node could not be deleted")
-            }
+        match delete_insisting(&client, &node).await {
+            Ok(()) => tracing::debug!(target: "zk_lock", lock, node, "lease ran out: node deleted"),
             Err(error) => {
                 tracing::error!(target: "zk_lock", lock, node, %error, "lease ran out but the node could not be deleted")
             }
         }
         return;
+    }
+}
+
+/// How long a refused or failing delete of an expired lease's node is tried again: the holder is
+/// stuck but its session lives, so only this delete can free the lock.
+const INSIST_FOR: Duration = Duration::from_secs(600);
+
+/// Deletes `node` until it is gone or the session is over, for at most [`INSIST_FOR`]: each
+/// round is the usual bounded retry, and a refusal (`NoAuth`) is tried again every second.
+async fn delete_insisting(client: &zk::Client, node: &str) -> Result<()> {
+    let until = Instant::now() + INSIST_FOR;
+    loop {
+        let error = match until_known(client, node, || client.delete(node, None)).await {
+            Ok(Ok(()) | Err(zk::Error::NoNode)) => return Ok(()),
+            Ok(Err(e)) if crate::error::outcome(&e) == crate::error::Outcome::Terminal => return Ok(()),
+            Ok(Err(e)) => Error::from_zk(e, node),
+            Err(Error::SessionExpired | Error::SessionClosed) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() >= until {
+            return Err(error);
+        }
+        tracing::debug!(target: "zk_lock", node, %error, "could not delete the node of an expired lease; trying again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

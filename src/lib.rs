@@ -84,8 +84,14 @@
 //! same engine (a new session simply gets a new queue). Across an expiry, for every recipe:
 //!
 //! * a guard (or leadership, or multi-guard) held when the session is lost turns
-//!   [`LockState::Lost`], with [`LostReason::SessionExpired`], and stays `Lost`: it never
-//!   becomes `Held` on the new session. Release or drop it; take the lock again.
+//!   [`LockState::Lost`] (with [`LostReason::SessionExpired`], or
+//!   [`LostReason::SuspendedTooLong`] when the server could not be reached) and stays `Lost`:
+//!   it never becomes `Held` on the new session. Release or drop it promptly (its node is gone
+//!   with its session, or, should the old session turn out alive after all, deleted then), and
+//!   take the lock again. A lost [`Leadership`] is final in the same way: call
+//!   [`campaign`](LeaderElection::campaign) again, which campaigns on the new session.
+//! * a [`MultiLock`] whose member is lost while the others are taken starts again: it never
+//!   returns a multi-guard with a member already lost.
 //! * an acquire (or campaign) that is waiting queues again on the new session, at the back
 //!   (its deadline, if any, still counts from the call); with
 //!   [`requeue_on_expiry(false)`](LockBuilder::requeue_on_expiry) it returns
@@ -93,8 +99,9 @@
 //! * a new acquire simply works on the new session; an observer
 //!   ([`LeaderElection::observe`]) follows the election on it.
 //! * a session we could not reach for a whole session timeout is treated as lost (the server
-//!   has expired it, or will): the `Session` starts a new one then, without waiting for the
-//!   client to find out.
+//!   normally expires it then; an ensemble that lost its quorum restarts the clocks, so it may
+//!   live on for a while, with the nodes of guards not yet released): the `Session` starts a
+//!   new one then, without waiting for the client to find out.
 //!
 //! # Leases and reasons
 //!
@@ -268,6 +275,7 @@ mod mutex;
 mod node;
 mod participant;
 mod path;
+mod progress;
 mod queue;
 mod retry;
 mod revoke;
@@ -288,6 +296,7 @@ pub use multi::{MultiGuard, MultiLock};
 pub use mutex::{InterProcessMutex, Mutex};
 pub use participant::Participant;
 pub use path::LockPath;
+pub use progress::{Position, Progress};
 pub use revoke::revoke;
 pub use rwlock::{InterProcessReadWriteLock, ReadLock, RwLock, WriteLock};
 pub use semaphore::{InterProcessSemaphore, Semaphore};

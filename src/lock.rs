@@ -111,11 +111,31 @@ pub trait Lock: Send + Sync + std::fmt::Debug {
     /// # Ok(()) }
     /// ```
     async fn try_acquire(&self) -> Result<LockGuard>;
+
+    /// Waits for the lock (for at most `timeout`, if given, as
+    /// [`acquire_timeout`](Lock::acquire_timeout)), reporting where it stands through
+    /// `progress` (see [`Progress`](crate::Progress) for what that costs).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves no node behind.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(lock: &dyn zk_lock::Lock) -> zk_lock::Result<()> {
+    /// let (progress, position) = zk_lock::Progress::new();
+    /// let guard = lock.acquire_with(None, &progress).await?;
+    /// assert_eq!(*position.borrow(), zk_lock::Position::Granted);
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    async fn acquire_with(&self, timeout: Option<Duration>, progress: &crate::Progress) -> Result<LockGuard>;
 }
 
 /// Implements [`Lock`] for a recipe type with a `handle: Handle` field.
 macro_rules! impl_lock {
-    ($ty:ty, $acquire:literal, $timeout:literal, $try:literal) => {
+    ($ty:ty, $acquire:literal, $timeout:literal, $try:literal, $with:literal) => {
         #[async_trait::async_trait]
         impl $crate::lock::Lock for $ty {
             fn path(&self) -> &$crate::path::LockPath {
@@ -127,18 +147,26 @@ macro_rules! impl_lock {
             }
 
             async fn acquire(&self) -> $crate::error::Result<$crate::guard::LockGuard> {
-                self.handle.acquire($acquire, None).await
+                self.handle.acquire($acquire, None, None).await
             }
 
             async fn acquire_timeout(
                 &self,
                 timeout: std::time::Duration,
             ) -> $crate::error::Result<$crate::guard::LockGuard> {
-                self.handle.acquire($timeout, Some(timeout)).await
+                self.handle.acquire($timeout, Some(timeout), None).await
             }
 
             async fn try_acquire(&self) -> $crate::error::Result<$crate::guard::LockGuard> {
                 self.handle.try_acquire($try).await
+            }
+
+            async fn acquire_with(
+                &self,
+                timeout: Option<std::time::Duration>,
+                progress: &$crate::progress::Progress,
+            ) -> $crate::error::Result<$crate::guard::LockGuard> {
+                self.handle.acquire($with, timeout, Some(progress)).await
             }
         }
     };

@@ -209,25 +209,35 @@ impl MultiLock {
     }
 
     /// Takes the members in order with `one`; on the first error, releases in reverse order what
-    /// was taken and returns that error.
+    /// was taken and returns that error. A member lost while the later ones were taken (its
+    /// session expired: with a [`Session`](crate::Session) the later ones were granted on the
+    /// next one) makes it start again, a bounded number of times: a multi-guard is never
+    /// returned with a member already lost.
     async fn take<'a>(
         &'a self,
         mut one: impl FnMut(&'a dyn Lock) -> BoxFuture<'a, Result<LockGuard>>,
     ) -> Result<MultiGuard> {
-        let mut guards = Vec::with_capacity(self.locks.len());
-        for lock in &self.locks {
-            match one(&**lock).await {
-                Ok(guard) => guards.push(guard),
-                Err(e) => {
-                    // The acquire's error is the one to report; the rollback releases all the
-                    // same, and a member that cannot be deleted goes on in the background.
-                    let _ = release_all(guards).await;
-                    return Err(e);
+        const ROUNDS: usize = 8;
+        for _ in 0..ROUNDS {
+            let mut guards = Vec::with_capacity(self.locks.len());
+            for lock in &self.locks {
+                match one(&**lock).await {
+                    Ok(guard) => guards.push(guard),
+                    Err(e) => {
+                        // The acquire's error is the one to report; the rollback releases all
+                        // the same, and a member that cannot be deleted goes on in the background.
+                        let _ = release_all(guards).await;
+                        return Err(e);
+                    }
                 }
             }
+            if guards.iter().all(|g| g.state() != LockState::Lost) {
+                let paths = self.locks.iter().map(|l| l.path().to_string()).collect();
+                return Ok(MultiGuard { guards, paths });
+            }
+            let _ = release_all(guards).await;
         }
-        let paths = self.locks.iter().map(|l| l.path().to_string()).collect();
-        Ok(MultiGuard { guards, paths })
+        Err(Error::LockLost { path: self.locks[0].path().to_string() })
     }
 }
 
@@ -320,6 +330,31 @@ impl MultiGuard {
     /// ```
     pub fn lost_reason(&self) -> Option<crate::LostReason> {
         self.guards.iter().find_map(LockGuard::lost_reason)
+    }
+
+    /// Moves the end of every member's lease to `lease` from now (see
+    /// [`LockGuard::extend`]); the first error, after trying every member.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`LockGuard::extend`], member by member.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(held: zk_lock::MultiGuard) -> zk_lock::Result<()> {
+    /// held.extend(std::time::Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn extend(&self, lease: Duration) -> Result<()> {
+        let mut first = Ok(());
+        for guard in &self.guards {
+            let extended = guard.extend(lease).await;
+            if first.is_ok() {
+                first = extended;
+            }
+        }
+        first
     }
 
     /// A watch of [`state`](MultiGuard::state): it changes whenever the worst state of the

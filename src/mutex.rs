@@ -47,7 +47,7 @@ pub struct Mutex {
     handle: Handle,
 }
 
-impl_lock!(Mutex, "zk_lock::lock", "zk_lock::lock_timeout", "zk_lock::try_lock");
+impl_lock!(Mutex, "zk_lock::lock", "zk_lock::lock_timeout", "zk_lock::try_lock", "zk_lock::lock_with");
 
 /// The name Apache Curator users know this lock by.
 ///
@@ -132,7 +132,12 @@ impl Mutex {
     /// * [`Error::InvalidAcl`](crate::Error::InvalidAcl) for `auth` (creator) ACLs on a session
     ///   without credentials (see [`MutexBuilder::acls`]); nothing is written.
     /// * [`Error::SessionExpired`](crate::Error::SessionExpired) /
-    ///   [`Error::SessionClosed`](crate::Error::SessionClosed) when the session ends meanwhile.
+    ///   [`Error::SessionClosed`](crate::Error::SessionClosed) when the session ends meanwhile:
+    ///   on a plain `zk::Client`, or on a [`Session`](crate::Session) built with
+    ///   [`requeue_on_expiry(false)`](crate::LockBuilder::requeue_on_expiry). By default a
+    ///   `Session`'s waiting acquire queues again on the next session instead.
+    /// * [`Error::Connect`](crate::Error::Connect) when a `Session` gave up establishing a new
+    ///   session.
     /// * [`Error::LockLost`](crate::Error::LockLost) when our node is deleted by someone else
     ///   while we wait.
     /// * [`Error::ConnectionLoss`](crate::Error::ConnectionLoss) when one request keeps failing
@@ -140,7 +145,8 @@ impl Mutex {
     ///
     /// A connection that comes back is not an error: the wait goes on through reconnects. One
     /// that does not ends the session (the client declares it expired about 1.4 session
-    /// timeouts after the last contact), which ends the wait with `SessionExpired`.
+    /// timeouts after the last contact; a `Session` gives it up after one), which ends the wait
+    /// with `SessionExpired` or, with a `Session`, queues it again on the next session.
     ///
     /// # Cancel safety
     ///
@@ -167,7 +173,7 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn lock(&self) -> Result<MutexGuard> {
-        self.handle.acquire("zk_lock::lock", None).await
+        self.handle.acquire("zk_lock::lock", None, None).await
     }
 
     /// [`lock`](Mutex::lock) with a deadline for the *wait*.
@@ -205,7 +211,38 @@ impl Mutex {
     /// # Ok(()) }
     /// ```
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
-        self.handle.acquire("zk_lock::lock_timeout", Some(timeout)).await
+        self.handle.acquire("zk_lock::lock_timeout", Some(timeout), None).await
+    }
+
+    /// Waits for the lock (for at most `timeout`, if given, as [`lock_timeout`](Mutex::lock_timeout)),
+    /// reporting how many contenders are ahead through `progress` (see
+    /// [`Progress`](crate::Progress) for what that costs).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`lock`](Mutex::lock) and [`lock_timeout`](Mutex::lock_timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`lock`](Mutex::lock).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// let (progress, mut position) = zk_lock::Progress::new();
+    /// tokio::spawn(async move {
+    ///     while position.changed().await.is_ok() {
+    ///         if let Some(ahead) = position.borrow().ahead() {
+    ///             eprintln!("{ahead} ahead");
+    ///         }
+    ///     }
+    /// });
+    /// mutex.lock_with(None, &progress).await?.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_with(&self, timeout: Option<Duration>, progress: &crate::Progress) -> Result<MutexGuard> {
+        self.handle.acquire("zk_lock::lock_with", timeout, Some(progress)).await
     }
 
     /// Takes the lock only if nobody holds or waits for it; never waits.

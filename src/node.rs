@@ -6,8 +6,8 @@
 //!
 //! Our uuids are random but carry version 8 (custom) where Curator's and `zookeeper-client`'s
 //! carry version 4: that tells a zk-lock node from theirs by name alone, which the handoff
-//! (see `queue`) relies on. A revocable lock's nodes, which others may write, carry version 4
-//! too: their data changes are never trusted either.
+//! (see `queue`) relies on. A revocable or leased lock's nodes, which others (or the holder, for
+//! its lease end) may write, carry version 4 too: their data changes are never trusted either.
 
 use uuid::Uuid;
 
@@ -107,7 +107,7 @@ pub(crate) struct AttemptName {
 impl AttemptName {
     /// A new attempt of a `marker` contender. Its uuid carries version 8 when its data changes
     /// can be trusted as handoffs (only the owner may write the node), version 4, as
-    /// Curator's, when they cannot (a revocable lock's node, which others may write).
+    /// Curator's, when they cannot (a revocable or leased lock's node, which others or the holder write).
     pub(crate) fn new(marker: &str, trusted: bool) -> AttemptName {
         let mut unique = String::with_capacity(PROTECTED.len() + 37 + marker.len());
         unique.push_str(PROTECTED);

@@ -22,6 +22,8 @@ pub struct Participant {
     session_id: zk::SessionId,
     data: Option<Vec<u8>>,
     token: FencingToken,
+    /// Creation time of the node, Unix milliseconds (the server's clock).
+    ctime: i64,
 }
 
 impl Participant {
@@ -31,8 +33,9 @@ impl Participant {
         session_id: zk::SessionId,
         data: Option<Vec<u8>>,
         token: FencingToken,
+        ctime: i64,
     ) -> Participant {
-        Participant { node, sequence, session_id, data, token }
+        Participant { node, sequence, session_id, data, token, ctime }
     }
 
     /// Full path of the contender's lock node.
@@ -123,5 +126,21 @@ impl Participant {
     /// ```
     pub fn fencing_token(&self) -> FencingToken {
         self.token
+    }
+
+    /// When the contender joined the queue: its node's creation time, by the server's clock.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// for p in mutex.participants().await? {
+    ///     let age = std::time::SystemTime::now().duration_since(p.created()).unwrap_or_default();
+    ///     println!("{} queued {age:?} ago", p.node());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn created(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.ctime.max(0) as u64)
     }
 }

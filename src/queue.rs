@@ -32,6 +32,7 @@ use crate::limits;
 use crate::monitor::SessionShared;
 use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
 use crate::path::LockPath;
+use crate::progress::{self, Position, Progress};
 use crate::retry::{until_known, Retry};
 use crate::token::FencingToken;
 
@@ -684,8 +685,10 @@ impl Queue {
             let version = match revocable {
                 false => Some((data, 0)),
                 true => match until_known(&client, &node, || client.get_data(&node)).await {
+                    // A request to let go stays; so does a later lease end (an early `extend`).
                     Ok(Ok((stored, stat))) => {
-                        Some((if stored == crate::monitor::REVOKE { stored } else { data }, stat.version))
+                        let keep = stored == crate::monitor::REVOKE || crate::lease::split(&stored).1.is_some();
+                        Some((if keep { stored } else { data }, stat.version))
                     }
                     _ => None,
                 },
@@ -743,6 +746,7 @@ impl Queue {
         policy: &dyn Policy,
         timeout: Option<Duration>,
         first: impl Future<Output = Result<()>>,
+        progress: Option<&Progress>,
     ) -> Result<Ticket> {
         let span = tracing::debug_span!(target: "zk_lock", "acquire", name, lock = %self.dir);
         async {
@@ -753,10 +757,10 @@ impl Queue {
             attempt.check(first)?;
             let timed_out = |after| Error::Timeout { path: self.dir.to_string(), after };
             let waited = match timeout {
-                None => self.wait_turn(&mut ticket, policy, Wait::Yes).await,
-                Some(after) if after.is_zero() => self.wait_turn(&mut ticket, policy, Wait::No).await,
+                None => self.wait_turn(&mut ticket, policy, Wait::Yes, progress).await,
+                Some(after) if after.is_zero() => self.wait_turn(&mut ticket, policy, Wait::No, progress).await,
                 Some(after) => {
-                    let wait = self.wait_turn(&mut ticket, policy, Wait::Yes);
+                    let wait = self.wait_turn(&mut ticket, policy, Wait::Yes, progress);
                     tokio::time::timeout(after, wait).await.unwrap_or(Ok(None))
                 }
             };
@@ -792,7 +796,7 @@ impl Queue {
             }
             let mut ticket = attempt.check(self.enqueue().await)?;
             attempt.node = Some(ticket.node.clone());
-            match attempt.check(self.wait_turn(&mut ticket, policy, Wait::No).await)? {
+            match attempt.check(self.wait_turn(&mut ticket, policy, Wait::No, None).await)? {
                 Some(by) => {
                     attempt.granted(&mut ticket, policy, by);
                     Ok(ticket)
@@ -808,7 +812,13 @@ impl Queue {
     /// how we learnt it (`"listing"` or `"handoff"`), `None` when blocked and not waiting.
     ///
     /// Cancel safety: this future may be dropped at any point; the ticket keeps the cleanup duty.
-    async fn wait_turn(&self, ticket: &mut Ticket, policy: &dyn Policy, wait: Wait) -> Result<Option<&'static str>> {
+    async fn wait_turn(
+        &self,
+        ticket: &mut Ticket,
+        policy: &dyn Policy,
+        wait: Wait,
+        progress: Option<&Progress>,
+    ) -> Result<Option<&'static str>> {
         let mut waiting = None;
         let mut retry = Retry::new(&self.client);
         let mut dir_watch: Option<zk::OneshotWatcher> = None;
@@ -833,6 +843,9 @@ impl Queue {
             if blocked.is_some() && wait == Wait::No {
                 return Ok(None);
             }
+            if blocked.is_some() {
+                progress::report(progress, Position::Waiting { ahead: me });
+            }
             let blocker = match blocked {
                 None => return Ok(Some("listing")),
                 Some(Blocked::By(blocker)) => blocker,
@@ -847,6 +860,8 @@ impl Queue {
                         tokio::select! {
                             _ = watcher.changed() => {}
                             () = &mut refusal => {}
+                            // (The directory watch stays set on the server: one watch per path.)
+                            () = progress::tick(progress) => {}
                         }
                     }
                     let dir = self.dir.as_str();
@@ -903,6 +918,8 @@ impl Queue {
                         }
                         // One of our nodes could not be deleted: look whether it is ahead of us.
                         () = &mut refusal => {}
+                        // Time to look how far we are (see `Progress`).
+                        () = progress::tick(progress) => {}
                     }
                 }
                 Err(zk::Error::NoNode) => retry.reset(),
@@ -929,7 +946,10 @@ impl Queue {
                         Ok((data, stat, watcher)) => {
                             let owner = zk::SessionId(stat.ephemeral_owner);
                             let token = FencingToken::from_i64(stat.czxid);
-                            return Ok((Some(crate::Participant::new(node, seq, owner, Some(data), token)), watcher));
+                            return Ok((
+                                Some(crate::Participant::new(node, seq, owner, Some(data), token, stat.ctime)),
+                                watcher,
+                            ));
                         }
                         // Gone meanwhile: look again.
                         Err(zk::Error::NoNode) => continue,
@@ -1004,7 +1024,7 @@ impl Queue {
             };
             let owner = zk::SessionId(stat.ephemeral_owner);
             let token = FencingToken::from_i64(stat.czxid);
-            out.push(crate::Participant::new(path.clone(), c.seq, owner, data, token));
+            out.push(crate::Participant::new(path.clone(), c.seq, owner, data, token, stat.ctime));
         }
         Ok(out)
     }

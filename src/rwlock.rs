@@ -141,8 +141,8 @@ pub struct WriteLock {
     handle: Handle,
 }
 
-impl_lock!(ReadLock, "zk_lock::read", "zk_lock::read_timeout", "zk_lock::try_read");
-impl_lock!(WriteLock, "zk_lock::write", "zk_lock::write_timeout", "zk_lock::try_write");
+impl_lock!(ReadLock, "zk_lock::read", "zk_lock::read_timeout", "zk_lock::try_read", "zk_lock::read_with");
+impl_lock!(WriteLock, "zk_lock::write", "zk_lock::write_timeout", "zk_lock::try_write", "zk_lock::write_with");
 
 impl RwLockBuilder {
     /// Checks the path, the ACLs and the request size, and makes the read/write lock. Nothing is
@@ -262,7 +262,7 @@ impl RwLock {
     /// # Ok(()) }
     /// ```
     pub async fn read(&self) -> Result<LockGuard> {
-        self.read.handle.acquire("zk_lock::read", None).await
+        self.read.handle.acquire("zk_lock::read", None, None).await
     }
 
     /// [`read`](RwLock::read) with a deadline for the wait (see
@@ -286,7 +286,7 @@ impl RwLock {
     /// # Ok(()) }
     /// ```
     pub async fn read_timeout(&self, timeout: Duration) -> Result<LockGuard> {
-        self.read.handle.acquire("zk_lock::read_timeout", Some(timeout)).await
+        self.read.handle.acquire("zk_lock::read_timeout", Some(timeout), None).await
     }
 
     /// Reads only if no earlier writer blocks us; never waits, and writes nothing when a writer
@@ -334,7 +334,7 @@ impl RwLock {
     /// # Ok(()) }
     /// ```
     pub async fn write(&self) -> Result<LockGuard> {
-        self.write.handle.acquire("zk_lock::write", None).await
+        self.write.handle.acquire("zk_lock::write", None, None).await
     }
 
     /// [`write`](RwLock::write) with a deadline for the wait (see
@@ -358,7 +358,7 @@ impl RwLock {
     /// # Ok(()) }
     /// ```
     pub async fn write_timeout(&self, timeout: Duration) -> Result<LockGuard> {
-        self.write.handle.acquire("zk_lock::write_timeout", Some(timeout)).await
+        self.write.handle.acquire("zk_lock::write_timeout", Some(timeout), None).await
     }
 
     /// Writes only if nobody is queued or holds; never waits, writes nothing when busy.

@@ -97,7 +97,7 @@ pub struct Semaphore {
 /// ```
 pub type InterProcessSemaphore = Semaphore;
 
-impl_lock!(Semaphore, "zk_lock::acquire", "zk_lock::acquire_timeout", "zk_lock::try_acquire");
+impl_lock!(Semaphore, "zk_lock::acquire", "zk_lock::acquire_timeout", "zk_lock::try_acquire", "zk_lock::acquire_with");
 
 impl SemaphoreBuilder {
     /// How many holders at once (1 by default). Every client of one semaphore must use the same
@@ -221,7 +221,7 @@ impl Semaphore {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self) -> Result<LockGuard> {
-        self.handle.acquire("zk_lock::acquire", None).await
+        self.handle.acquire("zk_lock::acquire", None, None).await
     }
 
     /// [`acquire`](Semaphore::acquire) with a deadline for the wait (see
@@ -244,7 +244,7 @@ impl Semaphore {
     /// # Ok(()) }
     /// ```
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard> {
-        self.handle.acquire("zk_lock::acquire_timeout", Some(timeout)).await
+        self.handle.acquire("zk_lock::acquire_timeout", Some(timeout), None).await
     }
 
     /// Takes a permit only if one is free and nobody waits; never waits, writes nothing when

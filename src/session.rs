@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 /// A session's life reads, on [`Session::state_changes`]: `Connected`, then any number of
 /// `Suspended` → `Reconnected` (short cuts the session survived), then, if it ends, `Lost`; then
 /// `NewSession` and `Connected` for its replacement, and so on. Each transition is reported
-/// once, in this order.
+/// once, in this order. So a forced expiry reads `Lost`, `NewSession`, `Connected` when the
+/// client learns it on a live connection, and `Suspended`, `Lost`, `NewSession`, `Connected`
+/// when the connection dropped first; a short cut reads `Suspended`, `Reconnected`.
 ///
 /// # Examples
 ///
@@ -224,7 +226,8 @@ impl Session {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropped before it returns, it leaves no session behind.
+    /// Cancel safe: dropped before it returns, it keeps no session open (one the server had
+    /// already created times out there, with nothing in it).
     ///
     /// # Examples
     ///
@@ -474,7 +477,8 @@ impl SessionBuilder {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropped before it returns, it leaves no session behind.
+    /// Cancel safe: dropped before it returns, it keeps no session open (one the server had
+    /// already created times out there, with nothing in it).
     ///
     /// # Examples
     ///
@@ -504,6 +508,16 @@ impl SessionBuilder {
             return Err(Error::InvalidSessionTimeout);
         }
         let mut target = connect::parse(&self.connect, self.chroot.as_deref())?;
+        #[cfg(feature = "tls")]
+        let tls_given = self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls_given = false;
+        if self.connect.contains("tcp+tls://") && !tls_given {
+            return Err(Error::InvalidConnectString {
+                connect: self.connect.clone(),
+                reason: "tcp+tls:// hosts need TLS options: see SessionBuilder::tls",
+            });
+        }
         for (scheme, auth) in &self.auth {
             connect::check_auth(scheme, auth)?;
         }

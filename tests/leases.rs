@@ -19,6 +19,11 @@ async fn a_stuck_holder_loses_its_lease_and_the_next_waiter_gets_the_lock() {
     let guard = mutex.lock().await.unwrap();
     let granted = Instant::now();
     // The lease end is in the node's data, for anyone to see; the holder's data is intact.
+    // (Written just after the grant, in the background.)
+    let recorded = common::wait_until_async(Duration::from_secs(2), || async {
+        mutex.participants().await.unwrap()[0].lease_until().is_some()
+    });
+    assert!(recorded.await, "the lease end is never recorded");
     let holder = &mutex.participants().await.unwrap()[0];
     assert_eq!(holder.data(), Some(&b"holder"[..]));
     let until = holder.lease_until().expect("lease end recorded");
@@ -57,11 +62,17 @@ async fn a_stuck_holder_loses_its_lease_and_the_next_waiter_gets_the_lock() {
 async fn extend_keeps_the_lock_and_bad_leases_are_refused() {
     let client = connect(&shared_connect(), Duration::from_secs(10)).await;
     let path = common::unique_path("lease-extend");
-    let zero = Mutex::builder(&client, &path).lease(Duration::ZERO).build();
-    assert!(matches!(zero, Err(Error::InvalidLease { .. })), "{zero:?}");
+    for bad in [Duration::ZERO, Duration::MAX] {
+        let refused = Mutex::builder(&client, &path).lease(bad).build();
+        assert!(matches!(refused, Err(Error::InvalidLease { .. })), "{refused:?}");
+    }
 
     let mutex = Mutex::builder(&client, &path).lease(Duration::from_millis(800)).build().unwrap();
     let guard = mutex.lock().await.unwrap();
+    let recorded = common::wait_until_async(Duration::from_secs(2), || async {
+        mutex.participants().await.unwrap()[0].lease_until().is_some()
+    });
+    assert!(recorded.await);
     let first = mutex.participants().await.unwrap()[0].lease_until().unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     guard.extend(Duration::from_secs(2)).await.unwrap();
@@ -70,6 +81,7 @@ async fn extend_keeps_the_lock_and_bad_leases_are_refused() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(guard.state(), LockState::Held, "extended past the first end");
     assert!(matches!(guard.extend(Duration::ZERO).await, Err(Error::InvalidLease { .. })));
+    assert!(matches!(guard.extend(Duration::MAX).await, Err(Error::InvalidLease { .. })));
     guard.release().await.unwrap();
 
     let plain = Mutex::new(&client, &path).unwrap().lock().await.unwrap();

@@ -569,3 +569,35 @@ async fn a_refused_handoff_falls_back_to_a_plain_delete() {
     gc.release().await.unwrap();
     assert!(children(&a, &path).await.is_empty());
 }
+
+/// A waiter with two contenders ahead reports 2, then 1 (the refresh timer sees the holder go,
+/// which does not wake it), then is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_reports_how_many_are_ahead() {
+    let cs = shared_connect();
+    let path = unique_path("progress");
+    let (a, b, c) = (connect(&cs, T).await, connect(&cs, T).await, connect(&cs, T).await);
+    let holder = Mutex::new(&a, &path).unwrap().lock().await.unwrap();
+    let second = Mutex::new(&b, &path).unwrap();
+    let second = tokio::spawn(async move { second.lock().await.unwrap() });
+    common::wait_for_children(&a, &path, 2).await;
+    let third = Mutex::new(&c, &path).unwrap();
+    let (progress, mut position) = zk_lock::Progress::new();
+    let progress = progress.refresh_every(Duration::from_millis(200));
+    let waiter = tokio::spawn(async move { third.lock_with(None, &progress).await.unwrap() });
+    async fn wait_for(rx: &mut tokio::sync::watch::Receiver<zk_lock::Position>, want: zk_lock::Position) {
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|p| *p == want)).await.is_ok();
+        assert!(got, "never reported {want:?}; last {:?}", *rx.borrow());
+    }
+    use zk_lock::Position::*;
+    wait_for(&mut position, Waiting { ahead: 2 }).await;
+    holder.release().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap();
+    // The holder's release does not wake us (we wait for the second): the refresh sees it.
+    wait_for(&mut position, Waiting { ahead: 1 }).await;
+    assert!(!waiter.is_finished());
+    second.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    assert_eq!(*position.borrow(), Granted);
+    guard.release().await.unwrap();
+}

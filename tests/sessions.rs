@@ -49,12 +49,21 @@ struct Hold {
 
 /// A worker that takes the lock, keeps it until it is lost, and takes it again, forever;
 /// every hold is kept (not dropped) so that its state can be checked afterwards.
-fn worker(mutex: Mutex) -> (Arc<StdMutex<Vec<Hold>>>, tokio::task::JoinHandle<()>) {
+type Holds = Arc<StdMutex<Vec<Hold>>>;
+
+fn worker(mutex: Mutex) -> (Holds, tokio::task::JoinHandle<Result<(), Error>>) {
     let holds = Arc::new(StdMutex::new(Vec::<Hold>::new()));
     let out = holds.clone();
     let task = tokio::spawn(async move {
         for _ in 0..20 {
-            let guard = mutex.lock().await.expect("the worker's lock() never fails with a session");
+            let guard = match mutex.lock().await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    // Said where the test looks: the next hold never comes.
+                    eprintln!("the worker's lock() failed: {e}");
+                    return Err(e);
+                }
+            };
             let session = guard.session_id();
             let states = follow(&guard);
             let mut rx = guard.state_watcher();
@@ -65,13 +74,14 @@ fn worker(mutex: Mutex) -> (Arc<StdMutex<Vec<Hold>>>, tokio::task::JoinHandle<()
                 }
             }
         }
+        Ok(())
     });
     (holds, task)
 }
 
 async fn wait_for_holds(holds: &Arc<StdMutex<Vec<Hold>>>, n: usize, within: Duration) -> Instant {
     let ok = common::wait_until(within, || holds.lock().unwrap().len() >= n).await;
-    assert!(ok, "hold {n} not granted within {within:?}");
+    assert!(ok, "hold {n} not granted within {within:?} (see the worker's error above, if any)");
     holds.lock().unwrap()[n - 1].at
 }
 
@@ -175,12 +185,26 @@ async fn connection_states_are_reported_once_in_order() {
     assert_eq!(session.state(), Connected);
     let mut states = session.state_changes();
 
+    // The harness takes the session over on a raw connection and closes it there. The server
+    // then drops our connection; the client would reconnect at once and take the session back
+    // before the close (a genuine Suspended, Reconnected of its own), so the proxy refuses new
+    // connections meanwhile, as in tests/faults.rs.
     let client = session.client().unwrap();
     let old = client.session_id();
-    expire_session(&server.connect_string(), &client).await;
+    proxy.set_mode(ProxyMode::RefuseNew);
+    let mut closed = false;
+    for _ in 0..5 {
+        closed = common::expire_session_nowait(&server.connect_string(), &client).await;
+        if closed {
+            break;
+        }
+    }
+    assert!(closed, "the harness could not close the session");
+    proxy.set_mode(ProxyMode::Pass);
     drop(client);
     let seen = collect_until(&mut states, Connected, Duration::from_secs(10), Duration::from_secs(1)).await;
-    assert!(seen == [Lost, NewSession, Connected] || seen == [Suspended, Lost, NewSession, Connected], "{seen:?}");
+    // The connection dropped first (Suspended), then the client learnt the session is over.
+    assert_eq!(seen, [Suspended, Lost, NewSession, Connected]);
     assert_ne!(session.client().unwrap().session_id(), old);
 
     let id = session.client().unwrap().session_id();
@@ -313,7 +337,9 @@ async fn every_recipe_goes_on_after_an_expiry() {
 #[tokio::test]
 async fn bad_session_options_are_refused_before_connecting() {
     let started = Instant::now();
-    for bad in ["", "   ", "localhost:0", "localhost:http", "a:1,,b:2", "ftp://a:1", "a:1/chroot/", "[::1"] {
+    for bad in
+        ["", "   ", "localhost:0", "localhost:http", "a:1,,b:2", "ftp://a:1", "a:1/chroot/", "[::1", "tcp+tls://a:1"]
+    {
         let got = Session::connect(bad).await;
         assert!(matches!(got, Err(Error::InvalidConnectString { .. })), "{bad:?}: {got:?}");
     }
@@ -377,4 +403,86 @@ async fn a_chroot_puts_the_locks_under_it() {
     }
     let both = Session::builder(format!("{cs}{root}")).chroot(&root).connect().await;
     assert!(matches!(both, Err(Error::InvalidConnectString { .. })), "{both:?}");
+}
+
+/// A `lock()` without a deadline waits through a cut of four session timeouts (the session is
+/// replaced, reconnecting takes several attempts) and is granted after it; a `relock` and a
+/// multi-lock waiting across an expiry are granted on the new session, every member held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waits_go_on_through_long_cuts_relocks_and_multi_locks() {
+    common::init_tracing();
+    let server = ZkServer::start();
+    let proxy = TcpProxy::start(server.addr());
+    let other = connect(&server.connect_string(), Duration::from_secs(10)).await;
+    let session = session(&proxy.connect_string()).await;
+    let path = common::unique_path("long-cut");
+    let held = Mutex::new(&other, &path).unwrap().lock().await.unwrap();
+    let mutex = Mutex::new(&session, &path).unwrap();
+    let waiting = {
+        let mutex = mutex.clone();
+        tokio::spawn(async move { mutex.lock().await })
+    };
+    common::wait_for_children(&other, &path, 2).await;
+    proxy.set_mode(ProxyMode::Refuse);
+    tokio::time::sleep(TIMEOUT * 4).await;
+    assert!(!waiting.is_finished(), "gave up during the cut: {:?}", waiting.await);
+    proxy.set_mode(ProxyMode::Pass);
+    let requeued =
+        common::wait_until_async(Duration::from_secs(10), || async { owners(&other, &path).await.len() == 2 });
+    assert!(requeued.await, "not queued again: {:?}", owners(&other, &path).await);
+    held.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
+    assert_eq!(guard.state(), LockState::Held);
+
+    // relock: released, queued behind the other, then the session expires under it.
+    let other_mutex = Mutex::new(&other, &path).unwrap();
+    let other_waits = tokio::spawn(async move { other_mutex.lock().await.unwrap() });
+    common::wait_for_children(&other, &path, 2).await;
+    let relocking = {
+        let mutex = mutex.clone();
+        tokio::spawn(async move { mutex.relock(guard).await })
+    };
+    let other_holds = tokio::time::timeout(Duration::from_secs(5), other_waits).await.unwrap().unwrap();
+    common::wait_for_children(&other, &path, 2).await;
+    let client = session.client().unwrap();
+    let old = client.session_id();
+    expire_session(&server.connect_string(), &client).await;
+    drop(client);
+    let requeued = common::wait_until_async(Duration::from_secs(10), || async {
+        let owners = owners(&other, &path).await;
+        owners.len() == 2 && !owners.contains(&old)
+    });
+    assert!(requeued.await, "the relock did not queue again: {:?}", owners(&other, &path).await);
+    other_holds.release().await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(5), relocking).await.unwrap().unwrap().unwrap();
+    assert_eq!(again.state(), LockState::Held);
+    assert_ne!(again.session_id(), old);
+    again.release().await.unwrap();
+
+    // A multi-lock holding its first member and waiting for its second when the session ends.
+    let (first, second) = (common::unique_path("multi-a"), common::unique_path("multi-b"));
+    let blocker = Mutex::new(&other, &second).unwrap().lock().await.unwrap();
+    let multi = zk_lock::MultiLock::new(vec![
+        Box::new(Mutex::new(&session, &first).unwrap()) as Box<dyn zk_lock::Lock>,
+        Box::new(Mutex::new(&session, &second).unwrap()),
+    ])
+    .unwrap();
+    let taking = tokio::spawn(async move { multi.acquire().await });
+    common::wait_for_children(&other, &second, 2).await;
+    let client = session.client().unwrap();
+    let old = client.session_id();
+    expire_session(&server.connect_string(), &client).await;
+    drop(client);
+    let requeued = common::wait_until_async(Duration::from_secs(10), || async {
+        let owners = owners(&other, &second).await;
+        owners.len() == 2 && !owners.contains(&old)
+    });
+    assert!(requeued.await, "the multi-lock did not queue again");
+    blocker.release().await.unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(10), taking).await.unwrap().unwrap().unwrap();
+    assert!(all.guards().iter().all(|g| g.state() == LockState::Held && g.session_id() != old), "{all:?}");
+    all.release().await.unwrap();
+    for p in [&path, &first, &second] {
+        assert!(children(&other, p).await.is_empty(), "{p} not empty");
+    }
 }
