@@ -1,0 +1,333 @@
+//! The `zk-lock` command, driven as a user would: the built binary against a real server.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{children, connect, shared_connect, unique_path, ProxyMode, TcpProxy};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zk-lock");
+const T: Duration = Duration::from_secs(10);
+
+fn zk_lock(connect: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("ZOOKEEPER_CONNECT", connect).kill_on_drop(true);
+    c
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    common::process::fresh_dir(tag)
+}
+
+async fn output(mut c: Command) -> Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    tokio::time::timeout(Duration::from_secs(60), c.output()).await.expect("zk-lock finished").expect("zk-lock ran")
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    common::process::signal(child.id().expect("running"), sig);
+}
+
+/// 6 shell workers started together: never two inside at once (a marker file), served in
+/// queue order, tokens strictly increasing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_shell_workers_take_turns_in_queue_order() {
+    let cs = shared_connect();
+    let dir = scratch("cli-workers");
+    let path = unique_path("cli-workers");
+    let script = "if [ -e inside ]; then echo DOUBLE >> log; fi; touch inside; \
+                  echo \"$ZK_LOCK_TOKEN $ZK_LOCK_NODE\" >> log; sleep 0.2; rm inside";
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let mut c = zk_lock(&cs);
+        c.current_dir(&dir).args(["run", "--quiet", &path, "--", "sh", "-c", script]);
+        workers.push(c.spawn().unwrap());
+    }
+    for mut w in workers {
+        let status = tokio::time::timeout(Duration::from_secs(30), w.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(!log.contains("DOUBLE"), "two inside at once:\n{log}");
+    let lines: Vec<(i64, i64)> = log
+        .lines()
+        .map(|l| {
+            let (token, node) = l.split_once(' ').unwrap();
+            (token.parse().unwrap(), node.rsplit('-').next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(lines.len(), 6, "{log}");
+    for pair in lines.windows(2) {
+        assert!(pair[1].0 > pair[0].0, "tokens must increase: {log}");
+        assert!(pair[1].1 > pair[0].1, "grants in queue (sequence) order: {log}");
+    }
+    let client = connect(&cs, T).await;
+    assert!(children(&client, &path).await.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn zxid(cs: &str) -> String {
+    let addr = cs.split(',').next().unwrap().parse().unwrap();
+    let srvr = common::four_letter::send(addr, "srvr", Duration::from_secs(2)).unwrap();
+    srvr.lines().find(|l| l.starts_with("Zxid:")).unwrap().to_owned()
+}
+
+/// `--try` on a busy lock: the conflict code at once, nothing written; `--timeout 1s`: the
+/// conflict code after about 1 s, no node left; `-E` sets the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_and_timeout_on_a_busy_lock() {
+    let cs = shared_connect();
+    let path = unique_path("cli-busy");
+    let client = connect(&cs, T).await;
+    let holder = zk_lock::Mutex::new(&client, &path).unwrap().lock().await.unwrap();
+    // Connecting writes nothing either (a session is not a transaction in the zxid sense
+    // until it is created, so take the zxid after a warm-up run).
+    let mut warm = zk_lock(&cs);
+    warm.args(["run", "--try", &path, "--", "true"]);
+    assert_eq!(output(warm).await.status.code(), Some(1));
+    let before = zxid(&cs);
+    let mut c = zk_lock(&cs);
+    c.args(["run", "--try", "-E", "9", &path, "--", "true"]);
+    let started = Instant::now();
+    let out = output(c).await;
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr}");
+    // The session itself is a write (createSession / closeSession), the lock is not: compare
+    // the count of lock nodes instead of insisting on the zxid when sessions come and go.
+    assert_eq!(children(&client, &path).await.len(), 1, "only the holder's node");
+    let after = zxid(&cs);
+    eprintln!("zxid before {before}, after {after} (a session's create and close count)");
+
+    let mut c = zk_lock(&cs);
+    c.args(["run", "--timeout", "1s", &path, "--", "true"]);
+    let started = Instant::now();
+    let out = output(c).await;
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(children(&client, &path).await.len(), 1, "the timed-out waiter left no node");
+    holder.release().await.unwrap();
+}
+
+/// The command's exit status is passed through: 0, 3, and 128+n when a signal killed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_exit_status_is_passed_through() {
+    let cs = shared_connect();
+    let path = unique_path("cli-status");
+    for (script, code) in [("exit 0", 0), ("exit 3", 3), ("kill -KILL $$", 128 + 9), ("kill -TERM $$", 128 + 15)] {
+        let mut c = zk_lock(&cs);
+        c.args(["run", &path, "--", "sh", "-c", script]);
+        assert_eq!(output(c).await.status.code(), Some(code), "{script}");
+    }
+    let mut c = zk_lock(&cs);
+    c.args(["run", &path, "--", "/no/such/command"]);
+    assert_eq!(output(c).await.status.code(), Some(127));
+    let client = connect(&cs, T).await;
+    assert!(children(&client, &path).await.is_empty());
+}
+
+/// Errors are one line on stderr with a documented code, and leave nothing on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_with_their_code() {
+    let cs = shared_connect();
+    let port = common::process::free_ports(1)[0];
+    for (args, code) in [
+        (vec!["run".to_owned(), "relative/path".into(), "--".into(), "true".into()], 2),
+        (vec!["run".into(), "--permits".into(), "0".into(), "/x".into(), "--".into(), "true".into()], 2),
+        (vec!["run".into(), "--lease".into(), "0s".into(), "/x".into(), "--".into(), "true".into()], 2),
+        (
+            vec![
+                "run".into(),
+                "--connect".into(),
+                format!("127.0.0.1:{port}"),
+                "/x".into(),
+                "--".into(),
+                "true".into(),
+            ],
+            69,
+        ),
+        (vec!["list".into(), "--connect".into(), "".into(), "/x".into()], 2),
+    ] {
+        let mut c = zk_lock(&cs);
+        c.args(&args);
+        let out = output(c).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.starts_with("zk-lock: "), "{stderr}");
+    }
+    // Not authorized: a directory only another identity may use.
+    let owner = zk_lock::Session::builder(&cs).auth("digest", "owner:secret").connect().await.unwrap();
+    let path = unique_path("cli-acl");
+    let m = zk_lock::Mutex::builder(&owner, &path).acls(zk_lock::zk::Acls::creator_all()).build().unwrap();
+    m.lock().await.unwrap().release().await.unwrap();
+    let mut c = zk_lock(&cs);
+    c.args(["run", &path, "--", "true"]);
+    let out = output(c).await;
+    assert_eq!(out.status.code(), Some(77), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The lock is lost while the command runs (the server expires zk-lock's session during a
+/// cut): the command gets SIGTERM within one session timeout, zk-lock exits with 75.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_lock_stops_the_command() {
+    let cs = shared_connect();
+    let proxy = TcpProxy::start(cs.parse().unwrap());
+    let dir = scratch("cli-lost");
+    let path = unique_path("cli-lost");
+    let mut c = zk_lock(&proxy.connect_string());
+    c.current_dir(&dir).args([
+        "run",
+        "--session-timeout",
+        "2s",
+        &path,
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo TERM > got; exit 0' TERM; touch started; while :; do sleep 0.05; done",
+    ]);
+    c.stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    assert!(common::wait_until(Duration::from_secs(10), || dir.join("started").exists()).await);
+    let cut = Instant::now();
+    proxy.set_mode(ProxyMode::Refuse);
+    let got = dir.join("got");
+    assert!(common::wait_until(Duration::from_secs(10), || got.exists()).await, "the command never got SIGTERM");
+    let took = cut.elapsed();
+    assert!(took < Duration::from_secs(2), "SIGTERM within one session timeout: {took:?}");
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("zk-lock exits").unwrap();
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+    assert!(stderr.contains("lost"), "{stderr}");
+    // The server expires the session: its node goes with it.
+    let client = connect(&cs, T).await;
+    let gone = common::wait_until_async(Duration::from_secs(5), || async { children(&client, &path).await.is_empty() });
+    assert!(gone.await, "the node of the expired session stays");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGINT to zk-lock while the command runs: forwarded, the command stops, the lock is
+/// released; SIGTERM while it still waits: it exits within a second and leaves no node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_while_running_and_while_waiting() {
+    let cs = shared_connect();
+    let dir = scratch("cli-signals");
+    let path = unique_path("cli-signals");
+    let client = connect(&cs, T).await;
+    let mut c = zk_lock(&cs);
+    c.current_dir(&dir).args(["run", "--quiet", &path, "--", "sh", "-c", "touch started; exec sleep 30"]);
+    let mut running = c.spawn().unwrap();
+    assert!(common::wait_until(Duration::from_secs(10), || dir.join("started").exists()).await);
+    signal(&running, libc::SIGINT);
+    let status = tokio::time::timeout(Duration::from_secs(5), running.wait()).await.expect("stopped").unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "the command's status");
+    assert!(children(&client, &path).await.is_empty(), "released");
+
+    let holder = zk_lock::Mutex::new(&client, &path).unwrap().lock().await.unwrap();
+    let mut c = zk_lock(&cs);
+    c.args(["run", &path, "--", "true"]);
+    let mut waiting = c.spawn().unwrap();
+    common::wait_for_children(&client, &path, 2).await;
+    let sent = Instant::now();
+    signal(&waiting, libc::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting.wait()).await.expect("exits").unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(1), "took {:?}", sent.elapsed());
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    assert_eq!(children(&client, &path).await.len(), 1, "the waiter left no node");
+    holder.release().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `list`: the holder first, the waiters in order; `--json` parses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_the_queue_holder_first() {
+    let cs = shared_connect();
+    let path = unique_path("cli-list");
+    let clients = common::connect_many(&cs, 3, T).await;
+    let holder = zk_lock::Mutex::builder(&clients[0], &path).data("first").build().unwrap().lock().await.unwrap();
+    let mut waiters = Vec::new();
+    for (i, client) in clients[1..].iter().enumerate() {
+        let m = zk_lock::Mutex::builder(client, &path).data(format!("waiter-{i}")).build().unwrap();
+        waiters.push(tokio::spawn(async move { m.lock().await.unwrap().release().await.unwrap() }));
+        common::wait_for_children(&clients[0], &path, i + 2).await;
+    }
+    let mut c = zk_lock(&cs);
+    c.args(["list", "--json", &path]);
+    let out = output(c).await;
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = rows.as_array().unwrap();
+    let data: Vec<_> = rows.iter().map(|r| r["data"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(data, ["first", "waiter-0", "waiter-1"]);
+    assert_eq!(rows[0]["token"].as_i64().unwrap(), holder.fencing_token().as_i64());
+    assert_eq!(rows[0]["session"].as_str().unwrap(), clients[0].session_id().to_string());
+    let mut c = zk_lock(&cs);
+    c.args(["list", &path]);
+    let table = String::from_utf8(output(c).await.stdout).unwrap();
+    let lines: Vec<_> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[1].starts_with('0') && lines[1].ends_with("first"), "{table}");
+    assert!(lines[3].starts_with('2') && lines[3].ends_with("waiter-1"), "{table}");
+    holder.release().await.unwrap();
+    for w in waiters {
+        w.await.unwrap();
+    }
+}
+
+/// On a terminal, the progress line shows how many are ahead: 2, then 1, then the command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_progress_line_on_a_terminal() {
+    let cs = shared_connect();
+    let dir = scratch("cli-tty");
+    let path = unique_path("cli-tty");
+    let clients = common::connect_many(&cs, 2, T).await;
+    let holder = zk_lock::Mutex::new(&clients[0], &path).unwrap().lock().await.unwrap();
+    let second = zk_lock::Mutex::new(&clients[1], &path).unwrap();
+    let second = tokio::spawn(async move { second.lock().await.unwrap() });
+    common::wait_for_children(&clients[0], &path, 2).await;
+    // `script` gives the command a pseudo-terminal and copies what it writes to `typescript`.
+    let line = format!("ZOOKEEPER_CONNECT={cs} {BIN} run {path} -- touch ran");
+    let mut c = Command::new("script");
+    c.current_dir(&dir).args(["-qfec", &line, "typescript"]).stdout(Stdio::null()).kill_on_drop(true);
+    let mut script = c.spawn().expect("`script` (util-linux) runs the command on a pseudo-terminal");
+    let typescript = dir.join("typescript");
+    let shows = |text: &'static str, file: PathBuf| async move {
+        common::wait_until(Duration::from_secs(6), || read_lossy(&file).contains(text)).await
+    };
+    assert!(shows("2 ahead", typescript.clone()).await, "{}", read_lossy(&typescript));
+    holder.release().await.unwrap();
+    let second = second.await.unwrap();
+    assert!(shows("1 ahead", typescript.clone()).await, "{}", read_lossy(&typescript));
+    assert!(!dir.join("ran").exists());
+    second.release().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), script.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    assert!(dir.join("ran").exists());
+    let text = read_lossy(&typescript);
+    assert!(text.contains("holder session 0x"), "{text}");
+    assert!(text.find("2 ahead").unwrap() < text.find("1 ahead").unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// `--help` reads like a man page: examples and the exit codes.
+#[test]
+fn help_has_examples_and_exit_codes() {
+    let out = std::process::Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in ["EXAMPLES", "EXIT STATUS", "--try", "--permits", "--lease", "ZK_LOCK_TOKEN", "75"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
