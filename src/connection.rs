@@ -102,8 +102,8 @@ impl Connection {
     /// the session timeout, as long as any request is retried.
     pub(crate) fn patience(&self) -> Duration {
         match &self.0 {
-            Source::Client(client) => client.session_timeout() * 2,
-            Source::Session(session) => session.session_timeout() * 2,
+            Source::Client(client) => crate::retry::budget(client),
+            Source::Session(session) => crate::retry::budget_for(session.session_timeout()),
         }
     }
 }

@@ -68,12 +68,12 @@ pub(crate) fn lost(lock: &str, node: &str, session: zk::SessionId, reason: crate
     warn!(target: "zk_lock", lock, node, %session, %reason, "lock lost");
 }
 
-pub(crate) fn connection_state(state: crate::ConnectionState) {
+pub(crate) fn connection_state(state: crate::ConnectionState, session: zk::SessionId) {
     match state {
         crate::ConnectionState::Lost | crate::ConnectionState::Suspended => {
-            warn!(target: "zk_lock", ?state, "connection state changed")
+            warn!(target: "zk_lock", ?state, %session, "connection state changed")
         }
-        _ => info!(target: "zk_lock", ?state, "connection state changed"),
+        _ => info!(target: "zk_lock", ?state, %session, "connection state changed"),
     }
 }
 

@@ -179,10 +179,13 @@ impl Handle {
                 crate::progress::report(progress, Position::Joining);
                 // Without a deadline, we wait as long as it takes (`left` is `None`).
                 let ticket = queue.acquire(name, policy, left, std::future::ready(Ok(())), progress).await?;
-                crate::progress::report(progress, Position::Granted);
                 Ok(LockGuard::new(Held::grant(&queue, ticket)))
             })
             .await;
+        if result.is_ok() {
+            // Only now: a grant on a session that was replaced meanwhile is not kept.
+            crate::progress::report(progress, Position::Granted);
+        }
         match (result, timeout) {
             // The deadline passed while no session was up: it is the caller's deadline.
             (Err(Error::Timeout { path, .. }), Some(after)) => Err(Error::Timeout { path, after }),

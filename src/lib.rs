@@ -209,7 +209,7 @@
 //! | ERROR | `background delete failed: the node stays until the session ends` | lock, node, error | it gave up |
 //! | INFO | `lock state changed` | lock, node, session, state | `Held` ⇄ `Suspended` |
 //! | WARN | `lock lost` | lock, node, session, reason (a [`LostReason`]) | the guard turned `Lost` |
-//! | INFO / WARN | `connection state changed` | state (a [`ConnectionState`]; WARN for `Suspended` and `Lost`) | a [`Session`]'s connection changed |
+//! | INFO / WARN | `connection state changed` | state (a [`ConnectionState`]; WARN for `Suspended` and `Lost`), session | a [`Session`]'s connection changed (and its first `Connected`) |
 //! | INFO | `session lost while waiting: queueing again on the new session` | lock, old_session | a waiting acquire re-queues |
 //! | WARN | `could not establish a zookeeper session` | connect, attempt, error | a connection attempt of a [`Session`] failed |
 //! | ERROR | `giving up on zookeeper: no new session` | error | a [`Session`] gave up |

@@ -130,7 +130,15 @@ pub trait Lock: Send + Sync + std::fmt::Debug {
     /// guard.release().await?;
     /// # Ok(()) }
     /// ```
-    async fn acquire_with(&self, timeout: Option<Duration>, progress: &crate::Progress) -> Result<LockGuard>;
+    ///
+    /// The default, for locks of your own, ignores `progress`.
+    async fn acquire_with(&self, timeout: Option<Duration>, progress: &crate::Progress) -> Result<LockGuard> {
+        let _ = progress;
+        match timeout {
+            Some(timeout) => self.acquire_timeout(timeout).await,
+            None => self.acquire().await,
+        }
+    }
 }
 
 /// Implements [`Lock`] for a recipe type with a `handle: Handle` field.

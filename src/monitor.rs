@@ -133,7 +133,7 @@ impl SessionShared {
     }
 
     pub(crate) fn register(&self, tracker: &Arc<Tracker>) {
-        if self.terminated.load(Ordering::Acquire) || self.client.state().is_terminated() {
+        if self.is_over() {
             tracker.lose_session(LostReason::SessionExpired);
         }
         let mut trackers = self.trackers.lock().unwrap_or_else(|e| e.into_inner());

@@ -58,8 +58,14 @@ impl Position {
 /// makes anyway (when it joins, and each time it is woken, that is when the contender it waits
 /// for goes). Contenders further ahead that leave do not wake a waiter (that is what keeps the
 /// queue herd-free), so with [`refresh_every`](Progress::refresh_every) the waiter also lists
-/// the queue again on that period: one listing and one read with a watch (two requests) per
-/// period, per waiter. Keep the period long (seconds) for long queues.
+/// the queue again on that period: one listing (`getChildren`, no watch) per period, per
+/// waiter, while the same contender blocks it (it keeps waiting on its watch). A semaphore's
+/// first waiter, which watches the directory, lists it again with its watch (the client also
+/// removes the old one: two requests). Keep the period long (seconds) for long queues.
+///
+/// `ahead` counts every contender before us in the queue: for a semaphore's waiter that
+/// includes the holders (with 4 permits held, its first waiter is 4 ahead), for a reader the
+/// readers it shares with.
 ///
 /// # Examples
 ///

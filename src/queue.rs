@@ -121,10 +121,35 @@ impl Policy for Exclusive {
     }
 }
 
-/// The fixed part of a queue: where, how nodes are named, what they carry.
+/// A queue on one session: what it is (its [`Spec`], reached through `Deref`), the client, and
+/// what it learns on that session.
 #[derive(Debug)]
 pub(crate) struct Queue {
+    spec: Spec,
     pub(crate) client: zk::Client,
+    /// The creation zxid of the directory whose mark we checked last (0: none yet): a
+    /// directory created again since (a container reaped, then made by someone else) is
+    /// checked again.
+    marked: Arc<std::sync::atomic::AtomicI64>,
+    /// Made on the first enqueue: see [`Queue::prepare`].
+    prepared: Arc<OnceCell<Prepared>>,
+    /// Our nodes whose delete was refused for lack of permission (someone took DELETE away),
+    /// while they are there: no acquire creates a node or waits behind one of them meanwhile.
+    refused: Arc<Refused>,
+    session: OnceLock<Arc<SessionShared>>,
+}
+
+impl std::ops::Deref for Queue {
+    type Target = Spec;
+
+    fn deref(&self) -> &Spec {
+        &self.spec
+    }
+}
+
+/// What a queue is, whatever session it runs on: checked once, when the lock is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
     pub(crate) dir: LockPath,
     layout: Layout,
     /// Index of this queue's own marker in `layout`.
@@ -140,30 +165,6 @@ pub(crate) struct Queue {
     pub(crate) revocable: bool,
     /// Holds end after this long (see `LockBuilder::lease`).
     pub(crate) lease: Option<Duration>,
-    /// The creation zxid of the directory whose mark we checked last (0: none yet): a
-    /// directory created again since (a container reaped, then made by someone else) is
-    /// checked again.
-    marked: Arc<std::sync::atomic::AtomicI64>,
-    /// Made on the first enqueue: see [`Queue::prepare`].
-    prepared: Arc<OnceCell<Prepared>>,
-    /// Our nodes whose delete was refused for lack of permission (someone took DELETE away),
-    /// while they are there: no acquire creates a node or waits behind one of them meanwhile.
-    refused: Arc<Refused>,
-    session: OnceLock<Arc<SessionShared>>,
-}
-
-/// What a queue is, whatever session it runs on: checked once, when the lock is built.
-#[derive(Debug, Clone)]
-pub(crate) struct Spec {
-    dir: LockPath,
-    layout: Layout,
-    kind: usize,
-    data: Vec<u8>,
-    acls: Vec<zk::Acl>,
-    max_request: usize,
-    mark: Option<Mark>,
-    revocable: bool,
-    lease: Option<Duration>,
 }
 
 impl Spec {
@@ -216,18 +217,9 @@ impl Spec {
 
     /// The queue on `client`'s session: what it learns (rights, refused nodes) starts afresh.
     pub(crate) fn bind(&self, client: zk::Client) -> Queue {
-        let spec = self.clone();
         Queue {
+            spec: self.clone(),
             client,
-            dir: spec.dir,
-            layout: spec.layout,
-            kind: spec.kind,
-            data: spec.data,
-            acls: spec.acls,
-            max_request: spec.max_request,
-            mark: spec.mark,
-            revocable: spec.revocable,
-            lease: spec.lease,
             marked: Arc::default(),
             prepared: Arc::default(),
             refused: Arc::default(),
@@ -366,16 +358,8 @@ impl Queue {
     /// read/write lock): it shares what this one learns once and its record of refused nodes.
     pub(crate) fn sibling(&self, kind: usize) -> Queue {
         Queue {
+            spec: Spec { kind, ..self.spec.clone() },
             client: self.client.clone(),
-            dir: self.dir.clone(),
-            layout: self.layout,
-            kind,
-            data: self.data.clone(),
-            acls: self.acls.clone(),
-            max_request: self.max_request,
-            mark: self.mark.clone(),
-            revocable: self.revocable,
-            lease: self.lease,
             marked: self.marked.clone(),
             prepared: self.prepared.clone(),
             refused: self.refused.clone(),
@@ -860,7 +844,8 @@ impl Queue {
                         tokio::select! {
                             _ = watcher.changed() => {}
                             () = &mut refusal => {}
-                            // (The directory watch stays set on the server: one watch per path.)
+                            // Time to look how far we are (see `Progress`): the listing below sets
+                            // the directory watch again (the dropped one is removed).
                             () = progress::tick(progress) => {}
                         }
                     }
@@ -896,6 +881,7 @@ impl Queue {
             // A data watch: unlike `exists`, it leaves nothing behind on a node that is gone.
             // (Without READ on the node we could not be woken at all: the server does not
             // deliver watch events on nodes the watcher may not read.)
+            let mut relisted = None;
             match self.client.get_and_watch_data(&watched).await {
                 // Written before our watch was set: the grant that touched it already happened.
                 // (A revocable node may have been written by a revoker instead: look again only
@@ -910,16 +896,37 @@ impl Queue {
                 }
                 Ok((_, _, watcher)) => {
                     retry.reset();
-                    tokio::select! {
-                        event = watcher.changed() => {
-                            if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
-                                return Ok(Some("handoff"));
+                    let changed = watcher.changed();
+                    tokio::pin!(changed);
+                    loop {
+                        tokio::select! {
+                            event = &mut changed => {
+                                if handoff_grants && event.event_type == zk::EventType::NodeDataChanged {
+                                    return Ok(Some("handoff"));
+                                }
+                                break;
+                            }
+                            // One of our nodes could not be deleted: look whether it is ahead of us.
+                            () = &mut refusal => break,
+                            // Time to look how far we are (see `Progress`): one listing, without a
+                            // watch; while the same node blocks us, we keep waiting on our watch.
+                            () = progress::tick(progress) => {
+                                let children = self.list().await?;
+                                let queue = self.layout.contenders_around(&children, ticket.seq);
+                                let me = queue.iter().position(|c| c.name == ticket.name);
+                                let same = me.and_then(|me| match policy.blocker(&queue, me) {
+                                    Some(Blocked::By(b)) => Some(self.dir.child(queue[b].name) == watched),
+                                    _ => None,
+                                });
+                                if let (Some(me), Some(true)) = (me, same) {
+                                    progress::report(progress, Position::Waiting { ahead: me });
+                                    continue;
+                                }
+                                drop(queue);
+                                relisted = Some(children);
+                                break;
                             }
                         }
-                        // One of our nodes could not be deleted: look whether it is ahead of us.
-                        () = &mut refusal => {}
-                        // Time to look how far we are (see `Progress`).
-                        () = progress::tick(progress) => {}
                     }
                 }
                 Err(zk::Error::NoNode) => retry.reset(),
@@ -928,7 +935,10 @@ impl Queue {
                     _ => return Err(Error::from_zk(e, &watched)),
                 },
             }
-            ticket.children = self.list().await?;
+            ticket.children = match relisted.take() {
+                Some(children) => children,
+                None => self.list().await?,
+            };
         }
     }
 

@@ -23,7 +23,12 @@ const MAX_DELAY: Duration = Duration::from_millis(500);
 
 /// The retry budget of one request: twice the session timeout of `client`.
 pub(crate) fn budget(client: &zk::Client) -> Duration {
-    client.session_timeout() * 2
+    budget_for(client.session_timeout())
+}
+
+/// The retry budget of one request on a session of `timeout`.
+pub(crate) fn budget_for(timeout: Duration) -> Duration {
+    timeout * 2
 }
 
 /// Backoff between retries of one request, bounded by [`budget`] from the first failure.

@@ -294,6 +294,39 @@ impl Session {
         ConnectionStates { rx }
     }
 
+    /// Drops this handle and waits, for at most `within`, until the ZooKeeper session is
+    /// closed: the server then deletes its nodes at once instead of after the session timeout.
+    /// The session closes when nothing uses it any more: drop (or release) every lock and guard
+    /// built on it, and every clone of it, before. Returns whether it closed in time.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the handle is dropped either way; only the wait is cut short.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(session: zk_lock::Session, mutex: zk_lock::Mutex) {
+    /// drop(mutex);
+    /// if !session.close(std::time::Duration::from_secs(1)).await {
+    ///     eprintln!("the session is still in use (or the server is unreachable)");
+    /// }
+    /// # }
+    /// ```
+    pub async fn close(self, within: Duration) -> bool {
+        let Some(client) = self.client() else { return true };
+        let mut states = client.state_watcher();
+        drop(client);
+        drop(self);
+        let closed = async {
+            let mut state = states.state();
+            while !state.is_terminated() {
+                state = states.changed().await;
+            }
+        };
+        tokio::time::timeout(within, closed).await.is_ok()
+    }
+
     /// The session timeout asked for.
     pub(crate) fn session_timeout(&self) -> Duration {
         self.shared.session_timeout
@@ -490,7 +523,8 @@ impl SessionBuilder {
     pub async fn connect(self) -> Result<Session> {
         let target = self.target()?;
         let stop = Arc::new(Notify::new());
-        let client = first_connect(&target, self.attempts).await?;
+        let client = connect_with_retries(&target, self.attempts).await?;
+        crate::events::connection_state(ConnectionState::Connected, client.session_id());
         let (current, _) = watch::channel(Current::Up(client.clone()));
         let shared = Arc::new(Shared {
             current,
@@ -548,9 +582,9 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn publish(&self, state: ConnectionState) {
+    fn publish(&self, state: ConnectionState, session: zk::SessionId) {
         *lock(&self.last) = state;
-        crate::events::connection_state(state);
+        crate::events::connection_state(state, session);
         lock(&self.listeners).retain(|tx| tx.send(state).is_ok());
     }
 }
@@ -582,10 +616,6 @@ async fn connect_with_retries(target: &Target, attempts: u32) -> Result<zk::Clie
     }
 }
 
-async fn first_connect(target: &Target, attempts: u32) -> Result<zk::Client> {
-    connect_with_retries(target, attempts).await
-}
-
 /// Follows the current session; when it is over, says so and establishes the next.
 async fn keep_up(weak: Weak<Shared>, mut client: zk::Client, target: Target, attempts: u32, stop: Arc<Notify>) {
     loop {
@@ -597,13 +627,13 @@ async fn keep_up(weak: Weak<Shared>, mut client: zk::Client, target: Target, att
             match state {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                     if suspended.take().is_some() {
-                        publish(&weak, ConnectionState::Reconnected);
+                        publish(&weak, ConnectionState::Reconnected, client.session_id());
                     }
                 }
                 zk::SessionState::Disconnected => {
                     if suspended.is_none() {
                         suspended = Some(Instant::now());
-                        publish(&weak, ConnectionState::Suspended);
+                        publish(&weak, ConnectionState::Suspended, client.session_id());
                     }
                 }
                 _ => break,
@@ -622,7 +652,7 @@ async fn keep_up(weak: Weak<Shared>, mut client: zk::Client, target: Target, att
         }
         let Some(shared) = weak.upgrade() else { return };
         shared.current.send_replace(Current::Connecting);
-        shared.publish(ConnectionState::Lost);
+        shared.publish(ConnectionState::Lost, client.session_id());
         drop(shared);
         drop(client);
         let next = tokio::select! {
@@ -634,8 +664,8 @@ async fn keep_up(weak: Weak<Shared>, mut client: zk::Client, target: Target, att
             Ok(new) => {
                 tracing::info!(target: "zk_lock", session = %new.session_id(), "new zookeeper session");
                 shared.current.send_replace(Current::Up(new.clone()));
-                shared.publish(ConnectionState::NewSession);
-                shared.publish(ConnectionState::Connected);
+                shared.publish(ConnectionState::NewSession, new.session_id());
+                shared.publish(ConnectionState::Connected, new.session_id());
                 client = new;
             }
             Err(error) => {
@@ -648,9 +678,9 @@ async fn keep_up(weak: Weak<Shared>, mut client: zk::Client, target: Target, att
     }
 }
 
-fn publish(weak: &Weak<Shared>, state: ConnectionState) {
+fn publish(weak: &Weak<Shared>, state: ConnectionState, session: zk::SessionId) {
     if let Some(shared) = weak.upgrade() {
-        shared.publish(state);
+        shared.publish(state, session);
     }
 }
 

@@ -46,7 +46,7 @@ EXIT STATUS
     N        the command ran: its own exit status (128+n if a signal n killed it)
     1        --try found the lock busy, or --timeout passed (see --conflict-exit-code)
     2        bad arguments: path, duration, connect string, permits, lease
-    69       no ZooKeeper session: unreachable, TLS or authentication refused
+    69       no ZooKeeper session: unreachable, or the credentials refused
     70       another ZooKeeper error
     75       the lock was lost while the command ran (it got SIGTERM, then SIGKILL)
     77       not authorized by the lock's ACLs

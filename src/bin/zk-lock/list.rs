@@ -29,11 +29,16 @@ async fn participants(session: &zk_lock::Session, path: &str) -> zk_lock::Result
 }
 
 pub(crate) async fn list(args: ListArgs) -> i32 {
+    if let Err(e) = zk_lock::LockPath::new(args.path.as_str()) {
+        return fail(exit::USAGE, e);
+    }
     let session = match crate::connect(&args.connect).await {
         Ok(session) => session,
         Err(code) => return code,
     };
-    let queue = match participants(&session, &args.path).await {
+    let queue = participants(&session, &args.path).await;
+    crate::close(session).await;
+    let queue = match queue {
         Ok(queue) => queue,
         Err(e) => return fail(exit::for_error(&e, exit::CONFLICT), e),
     };

@@ -27,6 +27,21 @@ ZooKeeper session expired, a lease ran out), the command gets SIGTERM, then SIGK
 The lock's nodes are Apache Curator's layout (InterProcessMutex, InterProcessSemaphoreV2
 leases), so Curator and zk-lock clients on one path share one queue.";
 
+const RUN_ABOUT: &str = "\
+Wait for the lock in strict arrival order, run CMD while holding it, release it when CMD exits,
+and exit with CMD's status.
+
+While waiting, a progress line on stderr says how many are ahead and who holds the lock (live
+on a terminal, every 5 s otherwise; --quiet turns it off). CMD runs in its own process group,
+in the terminal's foreground if there is one (a Ctrl-C reaches CMD, once), and gets
+ZK_LOCK_PATH, ZK_LOCK_NODE and ZK_LOCK_TOKEN. SIGINT and SIGTERM sent to zk-lock are passed
+on to CMD's process group. If the lock is lost while CMD runs (the session expired, we could
+not reach ZooKeeper for most of the session timeout, a --lease ran out), CMD's process group
+gets SIGTERM, then SIGKILL after --kill-after, and zk-lock exits with 75: until then CMD may
+overlap the next holder, which is what the fencing token (ZK_LOCK_TOKEN) is for. If zk-lock
+itself dies, CMD gets SIGTERM. Interrupted while waiting, zk-lock leaves the queue and exits
+with 130 (SIGINT) or 143 (SIGTERM).";
+
 const EXAMPLES: &str = "\
 EXAMPLES
     One deploy at a time, across machines:
@@ -68,12 +83,19 @@ fn after_help() -> String {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Wait for the lock in arrival order, run CMD while holding it, release it when CMD exits
-    #[command(after_long_help = after_help())]
+    #[command(long_about = RUN_ABOUT, after_long_help = after_help())]
     Run(RunArgs),
     /// Show the queue of a lock, holder first
-    #[command(after_long_help = after_help())]
+    #[command(long_about = LIST_ABOUT)]
     List(ListArgs),
 }
+
+const LIST_ABOUT: &str = "\
+Show the queue of a lock, holder first: position, session, age, fencing token, node and data.
+The layout (mutex, semaphore, read/write lock, leader election) is found from the node names.
+With --json: one array of objects with the fields position, node, session (hex), data (text,
+or null when an ACL hides it), age_ms, token and lease_until_ms (Unix milliseconds, or null).
+Exit status: 0, or as for `zk-lock run` (2 bad path, 69 unreachable, 77 not authorized).";
 
 /// How to reach ZooKeeper.
 #[derive(Args, Debug, Clone)]
@@ -81,9 +103,12 @@ struct ConnectArgs {
     /// ZooKeeper servers, `host:port[,host:port...][/chroot]`
     #[arg(long, value_name = "HOSTS", env = "ZOOKEEPER_CONNECT", default_value = "127.0.0.1:2181")]
     connect: String,
-    /// Session timeout: how long the lock outlives a dead zk-lock (e.g. 10s)
+    /// Session timeout: how long a lock outlives a zk-lock that died without releasing it
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
     session_timeout: Duration,
+    /// Digest credentials for the session (`user:password`), for locks with ACLs
+    #[arg(long, value_name = "USER:PASSWORD", env = "ZK_LOCK_DIGEST", hide_env_values = true)]
+    digest: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -97,7 +122,8 @@ struct RunArgs {
     #[arg(long = "try")]
     try_only: bool,
     /// Exit code for --try on a busy lock and for --timeout
-    #[arg(long, short = 'E', value_name = "N", default_value_t = exit::CONFLICT)]
+    #[arg(long, short = 'E', value_name = "N", default_value_t = exit::CONFLICT,
+          value_parser = clap::value_parser!(i32).range(0..=255))]
     conflict_exit_code: i32,
     /// Take one permit of an N-permit semaphore instead of the mutex
     #[arg(long, value_name = "N")]
@@ -105,7 +131,8 @@ struct RunArgs {
     /// Maximum hold time: the lock is released (and CMD stopped) after DURATION
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     lease: Option<Duration>,
-    /// After the lock is lost, how long CMD has between SIGTERM and SIGKILL
+    /// After the lock is lost, how long CMD has between SIGTERM and SIGKILL (it may overlap the
+    /// next holder meanwhile: fence with ZK_LOCK_TOKEN)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
     kill_after: Duration,
     /// Data for our lock node (what `list` shows; default: this host's name and our pid)
@@ -133,7 +160,21 @@ struct ListArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                e.exit();
+            }
+            // One line, as every other error.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            std::process::exit(fail(exit::USAGE, format!("{line} (see zk-lock --help)")));
+        }
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     let code = runtime.block_on(async move {
@@ -156,10 +197,16 @@ fn fail(code: i32, message: impl std::fmt::Display) -> i32 {
 
 /// Connects, mapping errors to exit codes.
 async fn connect(args: &ConnectArgs) -> Result<zk_lock::Session, i32> {
-    zk_lock::Session::builder(&args.connect)
-        .session_timeout(args.session_timeout)
-        .reconnect_attempts(3)
-        .connect()
-        .await
-        .map_err(|e| fail(exit::for_error(&e, exit::CONFLICT), e))
+    let mut builder =
+        zk_lock::Session::builder(&args.connect).session_timeout(args.session_timeout).reconnect_attempts(3);
+    if let Some(digest) = &args.digest {
+        builder = builder.auth("digest", digest.as_bytes());
+    }
+    builder.connect().await.map_err(|e| fail(exit::for_error(&e, exit::CONFLICT), e))
+}
+
+/// Drops what uses the session, then closes it, so that the server deletes what is left of
+/// ours at once (not after the session timeout).
+async fn close(session: zk_lock::Session) {
+    session.close(Duration::from_secs(1)).await;
 }

@@ -57,17 +57,6 @@ fn build(session: &Session, args: &RunArgs) -> zk_lock::Result<Recipe> {
     }
 }
 
-/// Sends `sig` to the child `pid`.
-fn kill(pid: Option<u32>, sig: libc::c_int) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill(2) with a pid of our own child and a valid signal number has no memory
-        // effects.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
 fn status_code(status: std::process::ExitStatus) -> i32 {
     match (status.code(), status.signal()) {
         (Some(code), _) => code,
@@ -76,22 +65,62 @@ fn status_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
+/// Checks what can be checked before connecting: a bad path, permit count or lease is a usage
+/// error even when the server is down.
+fn check(args: &RunArgs) -> Result<(), i32> {
+    let usage = |e: Error| fail(exit::USAGE, e);
+    zk_lock::LockPath::new(args.path.as_str()).map_err(usage)?;
+    if args.permits == Some(0) {
+        return Err(usage(Error::InvalidPermits { path: args.path.clone() }));
+    }
+    if args.lease.is_some_and(|l| l.is_zero()) {
+        return Err(fail(exit::USAGE, "invalid lease 0ns: it must be above zero"));
+    }
+    Ok(())
+}
+
+/// A signal that came while we waited.
+enum Interrupted {
+    Signal(libc::c_int),
+}
+
 pub(crate) async fn run(args: RunArgs) -> i32 {
+    if let Err(code) = check(&args) {
+        return code;
+    }
     let (Ok(mut sigint), Ok(mut sigterm)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return fail(exit::SOFTWARE, "cannot install signal handlers");
     };
-    let session = match crate::connect(&args.connect).await {
-        Ok(session) => session,
-        Err(code) => return code,
+    // Signals count from here on, connecting included.
+    let session = tokio::select! {
+        connected = crate::connect(&args.connect) => match connected {
+            Ok(session) => session,
+            Err(code) => return code,
+        },
+        _ = sigint.recv() => return 128 + libc::SIGINT,
+        _ = sigterm.recv() => return 128 + libc::SIGTERM,
     };
-    let recipe = match build(&session, &args) {
-        Ok(recipe) => recipe,
-        Err(e) => return fail(exit::for_error(&e, args.conflict_exit_code), e),
+    let code = match build(&session, &args) {
+        Ok(recipe) => take_and_run(&args, &session, recipe, &mut sigint, &mut sigterm).await,
+        Err(e) => fail(exit::for_error(&e, args.conflict_exit_code), e),
     };
+    crate::close(session).await;
+    code
+}
+
+async fn take_and_run(
+    args: &RunArgs,
+    session: &Session,
+    recipe: Recipe,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> i32 {
     let (progress, position) = Progress::new();
     let show = !args.quiet && !args.try_only;
-    let progress = if show { progress.refresh_every(Duration::from_secs(2)) } else { progress };
-    let display = show.then(|| Display::start(position, &recipe, &args.path));
+    let tty = std::io::stderr().is_terminal();
+    let period = if tty { Duration::from_secs(2) } else { Duration::from_secs(5) };
+    let progress = if show { progress.refresh_every(period) } else { progress };
+    let display = show.then(|| Display::start(position, session, &args.path, tty));
     let acquire = async {
         if args.try_only {
             recipe.lock().try_acquire().await
@@ -101,26 +130,39 @@ pub(crate) async fn run(args: RunArgs) -> i32 {
     };
     let acquired = tokio::select! {
         acquired = acquire => Ok(acquired),
-        _ = sigint.recv() => Err(libc::SIGINT),
-        _ = sigterm.recv() => Err(libc::SIGTERM),
+        _ = sigint.recv() => Err(Interrupted::Signal(libc::SIGINT)),
+        _ = sigterm.recv() => Err(Interrupted::Signal(libc::SIGTERM)),
     };
     if let Some(display) = display {
         display.stop();
     }
-    let guard = match acquired {
-        Err(sig) => {
+    match acquired {
+        Err(Interrupted::Signal(sig)) => {
             // The dropped acquire deletes its node in the background: wait until it is gone.
-            withdrawn(&recipe, &session).await;
-            return 128 + sig;
+            withdrawn(&recipe, session).await;
+            128 + sig
         }
-        Ok(Err(e @ (Error::WouldBlock { .. } | Error::Timeout { .. }))) => {
-            let code = args.conflict_exit_code;
-            return fail(code, format!("{e}"));
-        }
-        Ok(Err(e)) => return fail(exit::for_error(&e, args.conflict_exit_code), e),
-        Ok(Ok(guard)) => guard,
-    };
-    hold(&args, guard, &mut sigint, &mut sigterm).await
+        Ok(Err(e @ (Error::WouldBlock { .. } | Error::Timeout { .. }))) => fail(args.conflict_exit_code, e),
+        Ok(Err(e)) => fail(exit::for_error(&e, args.conflict_exit_code), e),
+        Ok(Ok(guard)) => hold(args, guard, sigint, sigterm).await,
+    }
+}
+
+/// The terminal on our stdin, if it is one and we are in its foreground.
+fn foreground_tty() -> bool {
+    // SAFETY: isatty/tcgetpgrp/getpgrp only read process and terminal state.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+/// Gives the terminal's foreground to process group `pgid`, ignoring the SIGTTOU that a
+/// background group gets for asking.
+fn give_terminal(pgid: libc::pid_t) {
+    // SAFETY: signal/tcsetpgrp with valid arguments; the old SIGTTOU disposition is restored.
+    unsafe {
+        let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::tcsetpgrp(0, pgid);
+        libc::signal(libc::SIGTTOU, old);
+    }
 }
 
 /// Runs the command while `guard` holds.
@@ -136,6 +178,29 @@ async fn hold(
         .env("ZK_LOCK_PATH", &args.path)
         .env("ZK_LOCK_NODE", guard.node())
         .env("ZK_LOCK_TOKEN", guard.fencing_token().as_i64().to_string());
+    let terminal = foreground_tty();
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
+    // (setpgid, signal, tcsetpgrp, getpid, prctl, getppid, kill).
+    unsafe {
+        command.pre_exec(move || {
+            // Its own process group: a signal for it reaches everything it started.
+            libc::setpgid(0, 0);
+            if terminal {
+                // In the terminal's foreground, so that it can read it and a Ctrl-C reaches it
+                // (and not zk-lock as well).
+                let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(0, libc::getpid());
+                libc::signal(libc::SIGTTOU, old);
+            }
+            // If zk-lock dies, the command must not run on without the lock.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -144,36 +209,63 @@ async fn hold(
             return fail(code, format!("cannot run {:?}: {e}", args.command[0]));
         }
     };
-    let pid = child.id();
-    loop {
+    let group = child.id().map(|pid| pid as libc::pid_t);
+    if let (true, Some(group)) = (terminal, group) {
+        // Also from this side (whichever runs first), as shells do.
+        // SAFETY: setpgid on our own child.
+        unsafe {
+            libc::setpgid(group, group);
+        }
+        give_terminal(group);
+    }
+    let signal_group = |sig: libc::c_int| {
+        if let Some(group) = group {
+            // SAFETY: kill(2) of our child's process group with a valid signal.
+            unsafe {
+                libc::kill(-group, sig);
+            }
+        }
+    };
+    let code = loop {
         tokio::select! {
             status = child.wait() => {
                 let code = match status {
                     Ok(status) => status_code(status),
                     Err(e) => fail(exit::SOFTWARE, format!("cannot wait for the command: {e}")),
                 };
+                if terminal {
+                    // SAFETY: getpgrp only reads.
+                    give_terminal(unsafe { libc::getpgrp() });
+                }
                 if let Err(e) = guard.release().await {
                     eprintln!("zk-lock: {e} (after the command ended)");
                 }
-                return code;
+                break code;
             }
             () = guard.lost() => {
                 let why = guard.lost_reason().map(|r| r.to_string()).unwrap_or_else(|| "lost".into());
                 eprintln!("zk-lock: lock {} lost ({why}): stopping the command", args.path);
-                kill(pid, libc::SIGTERM);
+                signal_group(libc::SIGTERM);
                 if tokio::time::timeout(args.kill_after, child.wait()).await.is_err() {
-                    kill(pid, libc::SIGKILL);
+                    signal_group(libc::SIGKILL);
                     let _ = child.wait().await;
+                }
+                // What it started may outlive it: the whole group is asked to go.
+                signal_group(libc::SIGKILL);
+                if terminal {
+                    // SAFETY: getpgrp only reads.
+                    give_terminal(unsafe { libc::getpgrp() });
                 }
                 // No release to wait for: the node went with the session or the lease, or goes
                 // when the server expires the session.
                 drop(guard);
-                return exit::LOST;
+                break exit::LOST;
             }
-            _ = sigint.recv() => kill(pid, libc::SIGINT),
-            _ = sigterm.recv() => kill(pid, libc::SIGTERM),
+            _ = sigint.recv() => signal_group(libc::SIGINT),
+            _ = sigterm.recv() => signal_group(libc::SIGTERM),
         }
-    }
+    };
+    code
 }
 
 /// Waits (up to 3 s) until no node of our session is left in the queue.
@@ -196,13 +288,8 @@ struct Display {
 }
 
 impl Display {
-    fn start(position: watch::Receiver<Position>, recipe: &Recipe, path: &str) -> Display {
-        let tty = std::io::stderr().is_terminal();
-        let lock = match recipe {
-            Recipe::Mutex(m) => Recipe::Mutex(m.clone()),
-            Recipe::Semaphore(s) => Recipe::Semaphore(s.clone()),
-        };
-        let task = tokio::spawn(show(position, lock, path.to_owned(), tty));
+    fn start(position: watch::Receiver<Position>, session: &Session, path: &str, tty: bool) -> Display {
+        let task = tokio::spawn(show(position, session.clone(), path.to_owned(), tty));
         Display { task, tty }
     }
 
@@ -215,26 +302,34 @@ impl Display {
     }
 }
 
-async fn show(mut position: watch::Receiver<Position>, recipe: Recipe, path: String, tty: bool) {
+/// The session of the first contender in the queue (the holder, or one of them): a listing and
+/// one `exists`.
+async fn holder(session: &Session, path: &str) -> Option<zk_lock::zk::SessionId> {
+    let client = session.client()?;
+    let children = client.list_children(path).await.ok()?;
+    let seq = |name: &String| name.len().checked_sub(10).and_then(|i| name[i..].parse::<i64>().ok());
+    let first = children.iter().filter(|c| seq(c).is_some()).min_by_key(|c| seq(c))?;
+    let stat = client.check_stat(&format!("{path}/{first}")).await.ok()??;
+    Some(zk_lock::zk::SessionId(stat.ephemeral_owner))
+}
+
+async fn show(mut position: watch::Receiver<Position>, session: Session, path: String, tty: bool) {
     let since = Instant::now();
     let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(5) };
-    let mut holder: Option<String> = None;
+    let mut holder_session: Option<String> = None;
     let mut looked_for: Option<usize> = None;
     let mut next_line = Instant::now() + every;
     loop {
         let ahead = position.borrow_and_update().ahead();
         if let Some(ahead) = ahead.filter(|a| *a > 0) {
             if looked_for != Some(ahead) {
-                // Who holds: one more read of the queue at each change of our place.
+                // Who holds: two more requests at each change of our place.
                 looked_for = Some(ahead);
-                holder = match recipe.participants().await {
-                    Ok(queue) => queue.first().map(|p| p.session_id().to_string()),
-                    Err(_) => None,
-                };
+                holder_session = holder(&session, &path).await.map(|s| s.to_string());
             }
             let line = format!(
                 "waiting for {path}: {ahead} ahead, holder session {}, for {} s",
-                holder.as_deref().unwrap_or("?"),
+                holder_session.as_deref().unwrap_or("?"),
                 since.elapsed().as_secs()
             );
             if tty {
