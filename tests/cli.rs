@@ -13,9 +13,19 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_zk-lock");
 const T: Duration = Duration::from_secs(10);
 
+/// The command as cron or CI runs it: in a session of its own, without a controlling terminal
+/// (also when the tests run from one), so that it puts the command in a process group of its
+/// own. (`the_progress_line_on_a_terminal` checks the other case.)
 fn zk_lock(connect: &str) -> Command {
     let mut c = Command::new(BIN);
     c.env("ZOOKEEPER_CONNECT", connect).kill_on_drop(true);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
     c
 }
 
@@ -301,7 +311,12 @@ async fn the_progress_line_on_a_terminal() {
     let second = tokio::spawn(async move { second.lock().await.unwrap() });
     common::wait_for_children(&clients[0], &path, 2).await;
     // `script` gives the command a pseudo-terminal and copies what it writes to `typescript`.
-    let line = format!("ZOOKEEPER_CONNECT={cs} {BIN} run {path} -- touch ran");
+    // The command records its process group and zk-lock's: on a terminal they are the same (job
+    // control works for it as for any command).
+    let line = format!(
+        "ZOOKEEPER_CONNECT={cs} {BIN} run {path} -- sh -c \
+         'awk \"{{print \\$5}}\" /proc/$$/stat > child; awk \"{{print \\$5}}\" /proc/$PPID/stat > parent; touch ran'"
+    );
     let mut c = Command::new("script");
     c.current_dir(&dir).args(["-qfec", &line, "typescript"]).stdout(Stdio::null()).kill_on_drop(true);
     let mut script = c.spawn().expect("`script` (util-linux) runs the command on a pseudo-terminal");
@@ -318,6 +333,9 @@ async fn the_progress_line_on_a_terminal() {
     let status = tokio::time::timeout(Duration::from_secs(10), script.wait()).await.unwrap().unwrap();
     assert!(status.success());
     assert!(dir.join("ran").exists());
+    let group = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap().trim().to_owned();
+    assert!(group("child").parse::<u32>().is_ok(), "no process group recorded: {:?}", group("child"));
+    assert_eq!(group("child"), group("parent"), "on a terminal the command shares zk-lock's group");
     let text = read_lossy(&typescript);
     assert!(text.contains("holder session 0x"), "{text}");
     assert!(text.find("2 ahead").unwrap() < text.find("1 ahead").unwrap());

@@ -32,15 +32,18 @@ Wait for the lock in strict arrival order, run CMD while holding it, release it 
 and exit with CMD's status.
 
 While waiting, a progress line on stderr says how many are ahead and who holds the lock (live
-on a terminal, every 5 s otherwise; --quiet turns it off). CMD runs in its own process group,
-in the terminal's foreground if there is one (a Ctrl-C reaches CMD, once), and gets
-ZK_LOCK_PATH, ZK_LOCK_NODE and ZK_LOCK_TOKEN. SIGINT and SIGTERM sent to zk-lock are passed
-on to CMD's process group. If the lock is lost while CMD runs (the session expired, we could
-not reach ZooKeeper for most of the session timeout, a --lease ran out), CMD's process group
-gets SIGTERM, then SIGKILL after --kill-after, and zk-lock exits with 75: until then CMD may
-overlap the next holder, which is what the fencing token (ZK_LOCK_TOKEN) is for. If zk-lock
-itself dies, CMD gets SIGTERM. Interrupted while waiting, zk-lock leaves the queue and exits
-with 130 (SIGINT) or 143 (SIGTERM).";
+on a terminal, every 5 s otherwise; --quiet turns it off). CMD gets ZK_LOCK_PATH, ZK_LOCK_NODE
+and ZK_LOCK_TOKEN. Without a controlling terminal (cron, systemd, CI) CMD runs in its own
+process group: SIGINT and SIGTERM sent to zk-lock are passed on to the group, and a lost lock
+stops everything CMD started. With a controlling terminal CMD stays in zk-lock's process group,
+as any command of the shell (job control works, Ctrl-C reaches it once), and only CMD itself is
+signalled (SIGTERM passed on; the terminal's SIGINT reaches it directly). If the lock is lost
+while CMD runs (the session expired, we could not reach ZooKeeper for most of the session
+timeout, a --lease ran out), CMD gets SIGTERM, then SIGKILL after --kill-after, and zk-lock
+exits with 75: until then CMD may overlap the next holder, which is what the fencing token
+(ZK_LOCK_TOKEN) is for. If zk-lock itself dies, CMD gets SIGTERM. Interrupted while waiting,
+zk-lock leaves the queue and exits with
+130 (SIGINT) or 143 (SIGTERM).";
 
 const EXAMPLES: &str = "\
 EXAMPLES

@@ -148,20 +148,33 @@ async fn take_and_run(
     }
 }
 
-/// The terminal on our stdin, if it is one and we are in its foreground.
-fn foreground_tty() -> bool {
-    // SAFETY: isatty/tcgetpgrp/getpgrp only read process and terminal state.
-    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+/// Whether we have a controlling terminal (as `timeout --foreground` asks): then the command
+/// stays in our process group, so that job control (Ctrl-Z, `fg`, `bg`, reading the terminal)
+/// and the terminal's Ctrl-C work for it as for any command of the shell.
+fn controlling_terminal() -> bool {
+    std::fs::OpenOptions::new().read(true).open("/dev/tty").is_ok()
 }
 
-/// Gives the terminal's foreground to process group `pgid`, ignoring the SIGTTOU that a
-/// background group gets for asking.
-fn give_terminal(pgid: libc::pid_t) {
-    // SAFETY: signal/tcsetpgrp with valid arguments; the old SIGTTOU disposition is restored.
-    unsafe {
-        let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-        libc::tcsetpgrp(0, pgid);
-        libc::signal(libc::SIGTTOU, old);
+/// How the command is signalled: its own process group (everything it started), or, when it
+/// shares ours (a controlling terminal), the command alone.
+#[derive(Clone, Copy)]
+enum Target {
+    Group(libc::pid_t),
+    Process(libc::pid_t),
+    Gone,
+}
+
+impl Target {
+    fn send(self, sig: libc::c_int) {
+        let pid = match self {
+            Target::Group(group) => -group,
+            Target::Process(pid) => pid,
+            Target::Gone => return,
+        };
+        // SAFETY: kill(2) of our child (or its process group) with a valid signal number.
+        unsafe {
+            libc::kill(pid, sig);
+        }
     }
 }
 
@@ -178,25 +191,25 @@ async fn hold(
         .env("ZK_LOCK_PATH", &args.path)
         .env("ZK_LOCK_NODE", guard.node())
         .env("ZK_LOCK_TOKEN", guard.fencing_token().as_i64().to_string());
-    let terminal = foreground_tty();
+    let terminal = controlling_terminal();
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (setpgid, signal, tcsetpgrp, getpid, prctl, getppid, kill).
+    // (signal, prctl, getppid, _exit, setpgid).
     unsafe {
         command.pre_exec(move || {
-            // Its own process group: a signal for it reaches everything it started.
-            libc::setpgid(0, 0);
-            if terminal {
-                // In the terminal's foreground, so that it can read it and a Ctrl-C reaches it
-                // (and not zk-lock as well).
-                let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-                libc::tcsetpgrp(0, libc::getpid());
-                libc::signal(libc::SIGTTOU, old);
-            }
-            // If zk-lock dies, the command must not run on without the lock.
+            // Our handlers are inherited until exec: the defaults first, so that a signal for
+            // the command (PDEATHSIG included) acts on it from here on.
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            // If zk-lock dies, the command must not run on without the lock; if it died
+            // already, do not start.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             if libc::getppid() != parent {
-                libc::kill(libc::getpid(), libc::SIGTERM);
+                libc::_exit(128 + libc::SIGTERM);
+            }
+            if !terminal {
+                // Its own process group: a signal for it reaches everything it started.
+                libc::setpgid(0, 0);
             }
             Ok(())
         });
@@ -209,63 +222,56 @@ async fn hold(
             return fail(code, format!("cannot run {:?}: {e}", args.command[0]));
         }
     };
-    let group = child.id().map(|pid| pid as libc::pid_t);
-    if let (true, Some(group)) = (terminal, group) {
-        // Also from this side (whichever runs first), as shells do.
-        // SAFETY: setpgid on our own child.
-        unsafe {
-            libc::setpgid(group, group);
-        }
-        give_terminal(group);
-    }
-    let signal_group = |sig: libc::c_int| {
-        if let Some(group) = group {
-            // SAFETY: kill(2) of our child's process group with a valid signal.
-            unsafe {
-                libc::kill(-group, sig);
-            }
-        }
+    let target = match child.id().map(|pid| pid as libc::pid_t) {
+        Some(pid) if terminal => Target::Process(pid),
+        Some(pid) => Target::Group(pid),
+        None => Target::Gone,
     };
-    let code = loop {
+    loop {
         tokio::select! {
             status = child.wait() => {
                 let code = match status {
                     Ok(status) => status_code(status),
                     Err(e) => fail(exit::SOFTWARE, format!("cannot wait for the command: {e}")),
                 };
-                if terminal {
-                    // SAFETY: getpgrp only reads.
-                    give_terminal(unsafe { libc::getpgrp() });
-                }
                 if let Err(e) = guard.release().await {
                     eprintln!("zk-lock: {e} (after the command ended)");
                 }
-                break code;
+                return code;
             }
             () = guard.lost() => {
+                // Signal first, then say so.
+                target.send(libc::SIGTERM);
                 let why = guard.lost_reason().map(|r| r.to_string()).unwrap_or_else(|| "lost".into());
                 eprintln!("zk-lock: lock {} lost ({why}): stopping the command", args.path);
-                signal_group(libc::SIGTERM);
-                if tokio::time::timeout(args.kill_after, child.wait()).await.is_err() {
-                    signal_group(libc::SIGKILL);
+                let stopped = async {
+                    loop {
+                        tokio::select! {
+                            _ = child.wait() => return,
+                            _ = sigint.recv(), if !terminal => target.send(libc::SIGINT),
+                            _ = sigterm.recv() => target.send(libc::SIGTERM),
+                        }
+                    }
+                };
+                if tokio::time::timeout(args.kill_after, stopped).await.is_err() {
+                    target.send(libc::SIGKILL);
                     let _ = child.wait().await;
                 }
-                // What it started may outlive it: the whole group is asked to go.
-                signal_group(libc::SIGKILL);
-                if terminal {
-                    // SAFETY: getpgrp only reads.
-                    give_terminal(unsafe { libc::getpgrp() });
+                if let Target::Group(_) = target {
+                    // What it started may outlive it: the rest of the group goes too.
+                    target.send(libc::SIGKILL);
                 }
                 // No release to wait for: the node went with the session or the lease, or goes
                 // when the server expires the session.
                 drop(guard);
-                break exit::LOST;
+                return exit::LOST;
             }
-            _ = sigint.recv() => signal_group(libc::SIGINT),
-            _ = sigterm.recv() => signal_group(libc::SIGTERM),
+            // With a controlling terminal, its Ctrl-C has reached the command already (same
+            // process group): only a SIGINT without one is passed on.
+            _ = sigint.recv() => if !terminal { target.send(libc::SIGINT) },
+            _ = sigterm.recv() => target.send(libc::SIGTERM),
         }
-    };
-    code
+    }
 }
 
 /// Waits (up to 3 s) until no node of our session is left in the queue.
@@ -307,7 +313,7 @@ impl Display {
 async fn holder(session: &Session, path: &str) -> Option<zk_lock::zk::SessionId> {
     let client = session.client()?;
     let children = client.list_children(path).await.ok()?;
-    let seq = |name: &String| name.len().checked_sub(10).and_then(|i| name[i..].parse::<i64>().ok());
+    let seq = |name: &String| name.len().checked_sub(10).and_then(|i| name.get(i..)?.parse::<i64>().ok());
     let first = children.iter().filter(|c| seq(c).is_some()).min_by_key(|c| seq(c))?;
     let stat = client.check_stat(&format!("{path}/{first}")).await.ok()??;
     Some(zk_lock::zk::SessionId(stat.ephemeral_owner))
