@@ -32,6 +32,28 @@ use crate::retry::{until_known, Retry};
 const REFUSED_EVERY: Duration = Duration::from_secs(1);
 const REFUSED_FOR: Duration = Duration::from_secs(600);
 
+/// Deletes `node` until it is gone or the session is over, whoever holds the duty (a lease
+/// that ran out, while its guard may still be alive): each round is the usual bounded retry,
+/// and a failure or refusal is tried again every [`REFUSED_EVERY`] for [`REFUSED_FOR`], as the
+/// background does.
+pub(crate) async fn delete_insisting(client: &zk::Client, node: &str) -> Result<()> {
+    let until = tokio::time::Instant::now() + REFUSED_FOR;
+    loop {
+        let error = match until_known(client, node, || client.delete(node, None)).await {
+            Ok(Ok(()) | Err(zk::Error::NoNode)) => return Ok(()),
+            Ok(Err(e)) if outcome(&e) == Outcome::Terminal => return Ok(()),
+            Ok(Err(e)) => Error::from_zk(e, node),
+            Err(Error::SessionExpired | Error::SessionClosed) => return Ok(()),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= until {
+            return Err(error);
+        }
+        tracing::debug!(target: "zk_lock", node, %error, "could not delete the node; trying again");
+        tokio::time::sleep(REFUSED_EVERY).await;
+    }
+}
+
 /// What a delete does when the server refuses it for lack of permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnRefusal {

@@ -7,7 +7,6 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::error::{Error, Result};
-use crate::retry::until_known;
 use crate::state::{LockState, LostReason, Tracker};
 
 /// What precedes the lease end in a node's data.
@@ -84,37 +83,13 @@ pub(crate) async fn timer(tracker: Weak<Tracker>, client: zk::Client) {
         let node = t.node.clone();
         let lock = t.lock().to_owned();
         drop(t);
-        match delete_insisting(&client, &node).await {
+        match crate::cleanup::delete_insisting(&client, &node).await {
             Ok(()) => tracing::debug!(target: "zk_lock", lock, node, "lease ran out: node deleted"),
             Err(error) => {
                 tracing::error!(target: "zk_lock", lock, node, %error, "lease ran out but the node could not be deleted")
             }
         }
         return;
-    }
-}
-
-/// How long a refused or failing delete of an expired lease's node is tried again: the holder is
-/// stuck but its session lives, so only this delete can free the lock.
-const INSIST_FOR: Duration = Duration::from_secs(600);
-
-/// Deletes `node` until it is gone or the session is over, for at most [`INSIST_FOR`]: each
-/// round is the usual bounded retry, and a refusal (`NoAuth`) is tried again every second.
-async fn delete_insisting(client: &zk::Client, node: &str) -> Result<()> {
-    let until = Instant::now() + INSIST_FOR;
-    loop {
-        let error = match until_known(client, node, || client.delete(node, None)).await {
-            Ok(Ok(()) | Err(zk::Error::NoNode)) => return Ok(()),
-            Ok(Err(e)) if crate::error::outcome(&e) == crate::error::Outcome::Terminal => return Ok(()),
-            Ok(Err(e)) => Error::from_zk(e, node),
-            Err(Error::SessionExpired | Error::SessionClosed) => return Ok(()),
-            Err(e) => e,
-        };
-        if Instant::now() >= until {
-            return Err(error);
-        }
-        tracing::debug!(target: "zk_lock", node, %error, "could not delete the node of an expired lease; trying again");
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

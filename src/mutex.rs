@@ -366,4 +366,29 @@ impl Mutex {
     pub async fn participants(&self) -> Result<Vec<Participant>> {
         self.handle.participants().await
     }
+
+    /// The holder now (the first contender in the queue), or `None` when the lock is free: a
+    /// listing and one read (whatever the queue's length), plus the removal of the watch the
+    /// read sets.
+    ///
+    /// # Errors
+    ///
+    /// As [`participants`](Mutex::participants).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(mutex: zk_lock::Mutex) -> zk_lock::Result<()> {
+    /// if let Some(holder) = mutex.holder().await? {
+    ///     println!("held by session {}", holder.session_id());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn holder(&self) -> Result<Option<Participant>> {
+        Ok(self.handle.first().await?.0)
+    }
 }

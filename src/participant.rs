@@ -27,15 +27,17 @@ pub struct Participant {
 }
 
 impl Participant {
-    pub(crate) fn new(
-        node: String,
-        sequence: i64,
-        session_id: zk::SessionId,
-        data: Option<Vec<u8>>,
-        token: FencingToken,
-        ctime: i64,
-    ) -> Participant {
-        Participant { node, sequence, session_id, data, token, ctime }
+    /// The contender of `node` (at `sequence`) as its stat describes it: owner, token (the
+    /// creation zxid), creation time.
+    pub(crate) fn from_stat(node: String, sequence: i64, data: Option<Vec<u8>>, stat: &zk::Stat) -> Participant {
+        Participant {
+            node,
+            sequence,
+            session_id: zk::SessionId(stat.ephemeral_owner),
+            data,
+            token: FencingToken::from_i64(stat.czxid),
+            ctime: stat.ctime,
+        }
     }
 
     /// Full path of the contender's lock node.

@@ -954,12 +954,7 @@ impl Queue {
                 Some((node, seq)) => {
                     match until_known(&self.client, &node, || self.client.get_and_watch_data(&node)).await? {
                         Ok((data, stat, watcher)) => {
-                            let owner = zk::SessionId(stat.ephemeral_owner);
-                            let token = FencingToken::from_i64(stat.czxid);
-                            return Ok((
-                                Some(crate::Participant::new(node, seq, owner, Some(data), token, stat.ctime)),
-                                watcher,
-                            ));
+                            return Ok((Some(crate::Participant::from_stat(node, seq, Some(data), &stat)), watcher));
                         }
                         // Gone meanwhile: look again.
                         Err(zk::Error::NoNode) => continue,
@@ -1032,9 +1027,7 @@ impl Queue {
                 // Gone meanwhile.
                 _ => continue,
             };
-            let owner = zk::SessionId(stat.ephemeral_owner);
-            let token = FencingToken::from_i64(stat.czxid);
-            out.push(crate::Participant::new(path.clone(), c.seq, owner, data, token, stat.ctime));
+            out.push(crate::Participant::from_stat(path.clone(), c.seq, data, &stat));
         }
         Ok(out)
     }

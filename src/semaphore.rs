@@ -293,4 +293,29 @@ impl Semaphore {
     pub async fn participants(&self) -> Result<Vec<Participant>> {
         self.handle.participants().await
     }
+
+    /// The first contender in the queue now (the earliest holder), or `None` when nobody holds
+    /// a permit: a listing and one read (whatever the queue's length), plus the removal of the
+    /// watch that read sets.
+    ///
+    /// # Errors
+    ///
+    /// As [`participants`](Semaphore::participants).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(s: zk_lock::Semaphore) -> zk_lock::Result<()> {
+    /// if let Some(first) = s.holder().await? {
+    ///     println!("held since {:?}", first.created());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn holder(&self) -> Result<Option<Participant>> {
+        Ok(self.handle.first().await?.0)
+    }
 }

@@ -11,6 +11,7 @@ use zk_lock::{Error, Lock, LockGuard, Mutex, Participant, Position, Progress, Se
 use crate::{exit, fail, RunArgs};
 
 /// The lock `run` takes: the mutex, or a permit of a semaphore.
+#[derive(Clone)]
 pub(crate) enum Recipe {
     Mutex(Mutex),
     Semaphore(Semaphore),
@@ -28,6 +29,13 @@ impl Recipe {
         match self {
             Recipe::Mutex(m) => m.participants().await,
             Recipe::Semaphore(s) => s.participants().await,
+        }
+    }
+
+    async fn holder(&self) -> zk_lock::Result<Option<Participant>> {
+        match self {
+            Recipe::Mutex(m) => m.holder().await,
+            Recipe::Semaphore(s) => s.holder().await,
         }
     }
 }
@@ -120,7 +128,7 @@ async fn take_and_run(
     let tty = std::io::stderr().is_terminal();
     let period = if tty { Duration::from_secs(2) } else { Duration::from_secs(5) };
     let progress = if show { progress.refresh_every(period) } else { progress };
-    let display = show.then(|| Display::start(position, session, &args.path, tty));
+    let display = show.then(|| Display::start(position, &recipe, &args.path, tty));
     let acquire = async {
         if args.try_only {
             recipe.lock().try_acquire().await
@@ -294,8 +302,8 @@ struct Display {
 }
 
 impl Display {
-    fn start(position: watch::Receiver<Position>, session: &Session, path: &str, tty: bool) -> Display {
-        let task = tokio::spawn(show(position, session.clone(), path.to_owned(), tty));
+    fn start(position: watch::Receiver<Position>, recipe: &Recipe, path: &str, tty: bool) -> Display {
+        let task = tokio::spawn(show(position, recipe.clone(), path.to_owned(), tty));
         Display { task, tty }
     }
 
@@ -308,18 +316,7 @@ impl Display {
     }
 }
 
-/// The session of the first contender in the queue (the holder, or one of them): a listing and
-/// one `exists`.
-async fn holder(session: &Session, path: &str) -> Option<zk_lock::zk::SessionId> {
-    let client = session.client()?;
-    let children = client.list_children(path).await.ok()?;
-    let seq = |name: &String| name.len().checked_sub(10).and_then(|i| name.get(i..)?.parse::<i64>().ok());
-    let first = children.iter().filter(|c| seq(c).is_some()).min_by_key(|c| seq(c))?;
-    let stat = client.check_stat(&format!("{path}/{first}")).await.ok()??;
-    Some(zk_lock::zk::SessionId(stat.ephemeral_owner))
-}
-
-async fn show(mut position: watch::Receiver<Position>, session: Session, path: String, tty: bool) {
+async fn show(mut position: watch::Receiver<Position>, recipe: Recipe, path: String, tty: bool) {
     let since = Instant::now();
     let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(5) };
     let mut holder_session: Option<String> = None;
@@ -329,9 +326,9 @@ async fn show(mut position: watch::Receiver<Position>, session: Session, path: S
         let ahead = position.borrow_and_update().ahead();
         if let Some(ahead) = ahead.filter(|a| *a > 0) {
             if looked_for != Some(ahead) {
-                // Who holds: two more requests at each change of our place.
+                // Who holds: a listing and a read at each change of our place.
                 looked_for = Some(ahead);
-                holder_session = holder(&session, &path).await.map(|s| s.to_string());
+                holder_session = recipe.holder().await.ok().flatten().map(|p| p.session_id().to_string());
             }
             let line = format!(
                 "waiting for {path}: {ahead} ahead, holder session {}, for {} s",
