@@ -16,25 +16,63 @@ use zookeeper_client as zk;
 
 /// Our own digest users are named `zk-lock-<hex>` (see `identity`): they are not the user's.
 pub(crate) const OWN_USER_PREFIX: &str = "zk-lock-";
+/// The process's peer identity (see `identity`), also one of ours.
+pub(crate) const PEER_USER_PREFIX: &str = "zk-lock-peer-";
+
+use zk::Permission as P;
+
+/// What this process's credential-less contenders need on a lock directory: list, join, leave,
+/// and write the setting a semaphore keeps there.
+fn peer_on_dir() -> P {
+    P::READ | P::WRITE | P::CREATE | P::DELETE
+}
+
+/// Whether `user`'s ACLs already give `perms` to every session (`world:anyone`), or to the
+/// session's own identities (`auth`, which the server expands to the peer identity too).
+fn covers(user: &[zk::Acl], perms: P) -> bool {
+    user.iter()
+        .any(|acl| (acl.scheme() == "auth" || acl.auth_id() == &zk::AuthId::anyone()) && acl.permission().has(perms))
+}
+
+/// ACLs of the directories we create: the user's, plus, on a session without credentials
+/// (`peer` given), what this process's other credential-less contenders need, unless the user's
+/// already give it.
+pub(crate) fn dir_acls(user: &[zk::Acl], peer: Option<&zk::AuthId>) -> Vec<zk::Acl> {
+    let mut out = user.to_vec();
+    if let Some(peer) = peer.filter(|_| !covers(user, peer_on_dir())) {
+        out.push(zk::Acl::new(peer_on_dir(), peer.clone()));
+    }
+    out
+}
 
 /// ACLs of our lock nodes: every entry of the user's without WRITE (unless `others_write`: a
-/// revocable lock's node, which others write to ask it to let go) and ADMIN, plus everything for
+/// revocable lock's node, which others write to ask it to let go) and ADMIN, the same for this
+/// process's peer identity on a session without credentials (`peer`), plus everything for
 /// `owner`, the session's own identity.
 ///
 /// `auth` entries are kept: the server expands them to the session's credentials (and to our
-/// own identity, which is harmless), so that clients sharing those credentials can read and
-/// watch each other's nodes, but not write them.
-pub(crate) fn node_acls(user: &[zk::Acl], owner: zk::Acl, others_write: bool) -> Vec<zk::Acl> {
-    use zk::Permission as P;
-    let kept: &[P] =
-        if others_write { &[P::READ, P::WRITE, P::CREATE, P::DELETE] } else { &[P::READ, P::CREATE, P::DELETE] };
+/// own identities), so that clients sharing those credentials can read and watch each other's
+/// nodes, but not write them.
+pub(crate) fn node_acls(
+    user: &[zk::Acl],
+    owner: zk::Acl,
+    peer: Option<&zk::AuthId>,
+    others_write: bool,
+) -> Vec<zk::Acl> {
+    let kept = if others_write { P::READ | P::WRITE | P::CREATE | P::DELETE } else { P::READ | P::CREATE | P::DELETE };
     let mut out: Vec<zk::Acl> = user
         .iter()
         .filter_map(|acl| {
-            let keep = kept.iter().copied().filter(|p| acl.permission().has(*p)).fold(P::NONE, |a, b| a | b);
+            let keep = [P::READ, P::WRITE, P::CREATE, P::DELETE]
+                .into_iter()
+                .filter(|p| kept.has(*p) && acl.permission().has(*p))
+                .fold(P::NONE, |a, b| a | b);
             (keep != P::NONE).then(|| zk::Acl::new(keep, acl.auth_id().clone()))
         })
         .collect();
+    if let Some(peer) = peer.filter(|_| !covers(user, kept)) {
+        out.push(zk::Acl::new(kept, peer.clone()));
+    }
     out.push(owner);
     out
 }
@@ -70,11 +108,6 @@ pub(crate) fn may_delete_children(acls: &[zk::Acl], me: &[zk::AuthUser]) -> bool
     })
 }
 
-/// Whether `acls` hold an `auth` entry (as [`zk::Acls::creator_all`] does).
-pub(crate) fn names_the_creator(acls: &[zk::Acl]) -> bool {
-    acls.iter().any(|acl| acl.scheme() == "auth")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,24 +119,44 @@ mod tests {
 
     #[test]
     fn only_the_owner_may_write_and_everyone_named_keeps_the_rest() {
-        let acls = node_acls(&zk::Acls::anyone_all(), owner(), false);
+        let acls = node_acls(&zk::Acls::anyone_all(), owner(), None, false);
         assert_eq!(acls, [Acl::new(P::READ | P::CREATE | P::DELETE, AuthId::anyone()), owner()]);
         // creator_all: the session's credentials keep READ (and what else is not WRITE/ADMIN).
-        let acls = node_acls(&zk::Acls::creator_all(), owner(), false);
+        let acls = node_acls(&zk::Acls::creator_all(), owner(), None, false);
         assert_eq!(acls, [Acl::new(P::READ | P::CREATE | P::DELETE, AuthId::authed()), owner()]);
         // An entry left with nothing is dropped.
         let write_only = [Acl::new(P::WRITE, AuthId::anyone())];
-        assert_eq!(node_acls(&write_only, owner(), false), [owner()]);
+        assert_eq!(node_acls(&write_only, owner(), None, false), [owner()]);
         // A revocable lock keeps WRITE for those the ACLs give it to, never ADMIN.
-        let acls = node_acls(&zk::Acls::anyone_all(), owner(), true);
+        let acls = node_acls(&zk::Acls::anyone_all(), owner(), None, true);
         assert_eq!(acls[0], Acl::new(P::READ | P::WRITE | P::CREATE | P::DELETE, AuthId::anyone()));
+    }
+
+    #[test]
+    fn the_process_peers_get_what_the_acls_do_not_already_give_them() {
+        let peer = AuthId::new("digest", "zk-lock-peer-me:y");
+        let rcd = P::READ | P::CREATE | P::DELETE;
+        // Explicit digest ACLs name someone else: this process's peers get their own entry.
+        let team = [Acl::new(P::ALL, AuthId::new("digest", "team:hash="))];
+        let acls = node_acls(&team, owner(), Some(&peer), false);
+        assert_eq!(acls, [Acl::new(rcd, team[0].auth_id().clone()), Acl::new(rcd, peer.clone()), owner()]);
+        let dir = dir_acls(&team, Some(&peer));
+        assert_eq!(dir, [team[0].clone(), Acl::new(P::READ | P::WRITE | P::CREATE | P::DELETE, peer.clone())]);
+        // `auth` (expanded by the server to the peer identity too) and `world:anyone` already do.
+        for user in [zk::Acls::creator_all(), zk::Acls::anyone_all()] {
+            assert_eq!(node_acls(&user, owner(), Some(&peer), false).len(), 2, "{user:?}");
+            assert_eq!(dir_acls(&user, Some(&peer)), user.to_vec());
+        }
+        // A session with credentials has no peer identity: the ACLs are the user's alone.
+        assert_eq!(dir_acls(&team, None), team);
     }
 
     #[test]
     fn credentials_are_the_users_not_ip_nor_ours() {
         let ip = AuthUser::new("ip", "127.0.0.1");
         let ours = AuthUser::new("digest", "zk-lock-0123");
-        assert!(!has_credentials(&[ip.clone(), ours.clone()]));
+        let peer = AuthUser::new("digest", "zk-lock-peer-0123");
+        assert!(!has_credentials(&[ip.clone(), ours.clone(), peer]));
         assert!(has_credentials(&[ip.clone(), ours, AuthUser::new("digest", "app")]));
         assert!(has_credentials(&[ip, AuthUser::new("x509", "CN=client")]));
     }

@@ -175,10 +175,16 @@ impl<R> LockBuilder<R> {
     /// * An `auth` entry, as in [`zk::Acls::creator_all`], names the session's own credentials
     ///   (`digest`, `sasl`, `x509`...), as in ZooKeeper: clients sharing those credentials can
     ///   read each other's nodes and use a directory one of them created, and nobody else can.
-    ///   On a session without credentials it names nobody but that one session, which no other
-    ///   contender could then follow: the first acquire fails with
-    ///   [`Error::InvalidAcl`](crate::Error::InvalidAcl) before writing anything, as ZooKeeper
-    ///   itself refuses such ACLs.
+    /// * A session **without credentials** is given this process's own identity (a random
+    ///   `digest` user, one per process, whose password never leaves it), shared by every
+    ///   credential-less session of the process. An `auth` entry then names this process's
+    ///   contenders, and explicit ACLs (say, `digest` entries for another user) get one more
+    ///   entry for it, on the nodes (without WRITE and ADMIN, as above) and on the directories
+    ///   the lock creates: the sessions of one process take turns, and every other client is
+    ///   refused as those ACLs say. Contenders in *other* processes need credentials that the
+    ///   ACLs name: to them, a directory made this way answers
+    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) before anything is written.
+    ///   (Plain ZooKeeper refuses an `auth` entry on such a session with `InvalidACL`.)
     ///
     /// # Examples
     ///

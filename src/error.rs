@@ -86,9 +86,8 @@ pub enum Error {
     },
 
     /// The ACLs given to a lock cannot work: the list is empty (refused when the lock is
-    /// built), or it holds an `auth` entry, as in [`zk::Acls::creator_all`], on a session that
-    /// has no credentials of its own, which names nobody else (refused by the first acquire).
-    /// Nothing was written.
+    /// built), or the server refused them (an unknown scheme, a malformed id). Nothing was
+    /// written.
     #[error("invalid acl for {path}: {reason}")]
     InvalidAcl {
         /// The lock path.

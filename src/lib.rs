@@ -144,9 +144,9 @@
 //! * **ZooKeeper 3.6 or later** (multi-reads, used by [`Mutex::participants`]); lock
 //!   directories are container nodes (3.5.3). On 3.7 and later the first acquire also checks,
 //!   with `whoAmI`, that the ACLs let us delete what we create (see [`MutexBuilder::acls`]);
-//!   before 3.7 that check is skipped, and so is the refusal of `auth` (creator) ACLs on a
-//!   session without credentials: on such servers give every session credentials when you use
-//!   them. Tested with 3.8.0 (Debian's package).
+//!   before 3.7 that check is skipped, and so is the process-wide identity of sessions without
+//!   credentials: on such servers give every session credentials when you restrict ACLs.
+//!   Tested with 3.8.0 (Debian's package).
 //! * A tokio runtime (the crate spawns its session monitor and background deletes on it).
 //!
 //! # Choosing the session timeout
@@ -226,7 +226,11 @@
 //!   loss from the server, not from its own timer.
 //! * The session gets an extra `digest` identity (see above), once per session for the life of
 //!   the process. It never stands for your credentials: an `auth` ACL entry of a lock names the
-//!   session's own credentials, and a session without any cannot use such ACLs.
+//!   session's own credentials. A session without any credentials also gets the process's own
+//!   `digest` identity, shared by this process's credential-less sessions and known to no one
+//!   else: for them, `auth` means "this process", so that a lock with restricted ACLs works
+//!   between the sessions of one process and refuses everyone else (see
+//!   [`MutexBuilder::acls`]).
 //! * Do not write a mutex's or a writer's lock node yourself, even with the holder's own
 //!   session: a data change of a holder's node is its handoff, and lets its successor in.
 //!   Write what you protect with [`LockGuard::fenced`], which refuses lock nodes. (A leader may

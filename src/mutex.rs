@@ -129,8 +129,8 @@ impl Mutex {
     ///   node.
     /// * [`Error::NotAuthorized`](crate::Error::NotAuthorized) when an ACL refuses us, also before
     ///   anything is created when the directory would not let us delete our node.
-    /// * [`Error::InvalidAcl`](crate::Error::InvalidAcl) for `auth` (creator) ACLs on a session
-    ///   without credentials (see [`MutexBuilder::acls`]); nothing is written.
+    /// * [`Error::InvalidAcl`](crate::Error::InvalidAcl) for ACLs the server refuses (see
+    ///   [`MutexBuilder::acls`]); nothing is written.
     /// * [`Error::SessionExpired`](crate::Error::SessionExpired) /
     ///   [`Error::SessionClosed`](crate::Error::SessionClosed) when the session ends meanwhile:
     ///   on a plain `zk::Client`, or on a [`Session`](crate::Session) built with

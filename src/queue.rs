@@ -23,11 +23,11 @@ use tracing::Instrument;
 
 use zookeeper_client as zk;
 
-use crate::access::{has_credentials, may_delete_children, names_the_creator, node_acls};
+use crate::access::{dir_acls, has_credentials, may_delete_children, node_acls};
 use crate::cleanup::{find_by_name, NodeCleanup, Refused};
 use crate::error::{outcome, Error, Outcome, Result};
 use crate::events;
-use crate::identity::owner_acl;
+use crate::identity::{owner_acl, peer_id};
 use crate::limits;
 use crate::monitor::SessionShared;
 use crate::node::{is_zk_lock_node, AttemptName, Contender, Layout};
@@ -241,6 +241,8 @@ pub(crate) struct Mark {
 struct Prepared {
     /// ACLs of our lock nodes (see `access::node_acls`).
     node_acls: Vec<zk::Acl>,
+    /// ACLs of the directories we create (see `access::dir_acls`).
+    dir_acls: Vec<zk::Acl>,
 }
 
 /// One contender's place in the queue: our node, its cleanup duty, and the last listing seen.
@@ -421,23 +423,34 @@ impl Queue {
             Err(zk::Error::Unimplemented) => None,
             Err(e) => return Err(Error::from_zk(e, dir)),
         };
+        // A session without credentials of its own joins this process's other credential-less
+        // contenders (see `identity`): an `auth` entry names them all, explicit ACLs get an
+        // entry for them. (Before ZooKeeper 3.7 we cannot tell, and add nothing.)
+        let mut me = me;
+        let mut acl = acl;
+        let peer = match &mut me {
+            Some(me) if !has_credentials(me) => {
+                let peer = until_known(&self.client, dir, || peer_id(&self.client)).await?;
+                let peer = peer.map_err(|e| Error::from_zk(e, dir))?;
+                // `whoAmI` answered before it: we are the peer user now too.
+                let user = peer.id().split(':').next().unwrap_or_default();
+                me.push(zk::AuthUser::new("digest", user));
+                // Reading a directory's ACL takes READ, which the peer identity may give.
+                if acl == Err(zk::Error::NoAuth) {
+                    acl = until_known(&self.client, dir, || self.client.get_acl(dir)).await?;
+                }
+                Some(peer)
+            }
+            _ => None,
+        };
         let existing = match acl {
             Ok((acls, _)) => Some(acls),
             Err(zk::Error::NoNode) => None,
             Err(e) => return Err(Error::from_zk(e, dir)),
         };
-        // An `auth` entry names the session's credentials; without any, it names nobody but
-        // this one session, so no other contender could read our node, and the server does
-        // not deliver a watch event on a node the watcher may not read: the queue would
-        // stall. ZooKeeper itself refuses such ACLs with InvalidACL.
-        if names_the_creator(&self.acls) && !me.as_deref().is_none_or(has_credentials) {
-            return Err(Error::InvalidAcl {
-                path: dir.to_owned(),
-                reason: "an `auth` (creator) entry names nobody on a session without credentials",
-            });
-        }
+        let dir_acls = dir_acls(&self.acls, peer.as_ref());
         if let Some(me) = &me {
-            if !may_delete_children(existing.as_deref().unwrap_or(&self.acls), me) {
+            if !may_delete_children(existing.as_deref().unwrap_or(&dir_acls), me) {
                 return Err(Error::NotAuthorized { path: dir.to_owned() });
             }
         }
@@ -446,10 +459,10 @@ impl Queue {
             // for another client to make with another one between this check and our create.
             match existing {
                 Some(_) => self.verify_mark().await?,
-                None => self.make_dir().await?,
+                None => self.make_dir(&dir_acls).await?,
             }
         }
-        Ok(Prepared { node_acls: node_acls(&self.acls, owner, self.revocable) })
+        Ok(Prepared { node_acls: node_acls(&self.acls, owner, peer.as_ref(), self.revocable), dir_acls })
     }
 
     /// Checks that an existing directory holds our mark; writes it into a directory that holds
@@ -529,7 +542,7 @@ impl Queue {
                 }
                 Err(zk::Error::NoNode) if recreated < MAX_DIR_RECREATES => {
                     recreated += 1;
-                    if let Err(e) = self.make_dir().await {
+                    if let Err(e) = self.make_dir(&prepared.dir_acls).await {
                         cleanup.disarm();
                         return Err(e);
                     }
@@ -600,8 +613,8 @@ impl Queue {
     }
 
     /// Creates the lock directory and its missing parents as container nodes.
-    async fn make_dir(&self) -> Result<()> {
-        let options = zk::CreateMode::Container.with_acls(zk::Acls::new(&self.acls));
+    async fn make_dir(&self, acls: &[zk::Acl]) -> Result<()> {
+        let options = zk::CreateMode::Container.with_acls(zk::Acls::new(acls));
         let dir = self.dir.as_str();
         let Some(mark) = &self.mark else {
             return until_known(&self.client, dir, || self.client.mkdir(dir, &options))

@@ -92,26 +92,60 @@ async fn shared_digest_credentials_take_turns_on_explicit_digest_acls() {
     assert!(children(&one, &dir).await.is_empty());
 }
 
+/// What a client that never used the crate can do to `node` in `dir`: nothing.
+async fn raw_client_can_do_nothing(raw: &zk::Client, dir: &str, node: &str) {
+    assert_eq!(raw.get_data(node).await.map(drop), Err(zk::Error::NoAuth), "read of the holder's node");
+    assert_eq!(raw.set_data(node, b"", None).await, Err(zk::Error::NoAuth), "fake handoff");
+    assert_eq!(raw.delete(node, None).await, Err(zk::Error::NoAuth), "delete of the holder's node");
+    assert_eq!(raw.list_children(dir).await, Err(zk::Error::NoAuth));
+    let opts = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+    assert_eq!(raw.create(&format!("{dir}/x-"), b"", &opts).await.map(drop), Err(zk::Error::NoAuth));
+}
+
 #[tokio::test]
-async fn creator_all_without_credentials_is_refused_and_writes_nothing() {
+async fn unauthenticated_sessions_take_turns_on_a_creator_all_lock() {
     let cs = shared_connect();
-    let a = connect(&cs, T).await;
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    // Strangers: a session with other credentials that uses the crate, and one that never did.
+    let (stranger, raw) = (with_digest(&cs, "other:pw").await, connect(&cs, T).await);
     let root = unique_path("creator-all-anon");
-    common::ensure_path(&a, &format!("{root}/existing")).await;
-    // Plain ZooKeeper refuses an `auth` ACL on a session without credentials (InvalidACL): it
-    // names nobody but that session, so no other contender could read, hence watch, its node.
-    // The crate's own per-session identity does not count as the user's credentials.
-    for dir in [format!("{root}/existing"), format!("{root}/locks/a")] {
-        let mutex = Mutex::builder(&a, dir.clone()).acls(Acls::creator_all()).build().unwrap();
-        for result in [mutex.lock().await.map(drop), mutex.try_lock().await.map(drop)] {
-            match result {
-                Err(Error::InvalidAcl { path, .. }) => assert_eq!(path, dir),
-                other => panic!("{dir}: expected InvalidAcl, got {other:?}"),
-            }
-        }
-    }
-    assert_eq!(children(&a, &root).await, ["existing"], "nothing may be created");
-    assert!(children(&a, &format!("{root}/existing")).await.is_empty());
+    common::ensure_path(&a, &root).await;
+    let dir = format!("{root}/locks/a");
+    let make = |c: &zk::Client| Mutex::builder(c, dir.clone()).acls(Acls::creator_all()).build().unwrap();
+    let (ma, mb) = (make(&a), make(&b));
+    let gb = take_turns(&ma, &mb).await;
+    assert_eq!(ma.participants().await.unwrap()[0].node(), gb.node(), "a reads b's node");
+    stranger_can_do_nothing(&stranger, &dir, gb.node()).await;
+    raw_client_can_do_nothing(&raw, &dir, gb.node()).await;
+    // Reading and following is not owning: a cannot fake b's handoff.
+    assert_eq!(a.set_data(gb.node(), b"", None).await, Err(zk::Error::NoAuth));
+    gb.release().await.unwrap();
+    // And the other way round, on the directory b did not create.
+    let ga = take_turns(&mb, &ma).await;
+    ga.release().await.unwrap();
+    assert!(children(&a, &dir).await.is_empty());
+}
+
+#[tokio::test]
+async fn unauthenticated_sessions_take_turns_on_explicit_digest_acls() {
+    let cs = shared_connect();
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    let (stranger, raw) = (with_digest(&cs, "other:pw").await, connect(&cs, T).await);
+    let team = with_digest(&cs, "team:pw").await;
+    let dir = format!("{}/lock", unique_path("digest-acl-anon"));
+    let acl = [Acl::new(Permission::ALL, AuthId::new("digest", &digest_id("team", "pw")))];
+    let make = |c: &zk::Client| Mutex::builder(c, dir.clone()).acls(Acls::new(&acl)).build().unwrap();
+    let (ma, mb) = (make(&a), make(&b));
+    let gb = take_turns(&ma, &mb).await;
+    stranger_can_do_nothing(&stranger, &dir, gb.node()).await;
+    raw_client_can_do_nothing(&raw, &dir, gb.node()).await;
+    // The ACLs' own user keeps what they give it, except writing a node: reading it, and
+    // deleting children of the directory.
+    assert_eq!(team.get_data(gb.node()).await.map(|(d, _)| d), Ok(Vec::new()));
+    assert_eq!(team.set_data(gb.node(), b"", None).await, Err(zk::Error::NoAuth), "fake handoff");
+    assert_eq!(a.set_data(gb.node(), b"", None).await, Err(zk::Error::NoAuth), "fake handoff");
+    gb.release().await.unwrap();
+    assert!(children(&team, &dir).await.is_empty());
 }
 
 #[tokio::test]
@@ -130,9 +164,11 @@ async fn a_directory_that_refuses_deletes_is_detected_before_creating() {
         }
     }
     assert!(children(&a, &dir).await.is_empty(), "no node may be created that cannot be deleted");
-    // Nor with ACLs of our own that would create such a directory.
+    // Nor with ACLs of our own that would create such a directory (on a session with
+    // credentials: one without is given what this process's contenders need, see `acls`).
     let fresh = format!("{}/lock", unique_path("no-delete-own"));
-    let mutex = Mutex::builder(&a, fresh.clone()).acls(Acls::new(&no_delete)).build().unwrap();
+    let c = with_digest(&cs, "someone:pw").await;
+    let mutex = Mutex::builder(&c, fresh.clone()).acls(Acls::new(&no_delete)).build().unwrap();
     assert!(matches!(mutex.lock().await.map(drop), Err(Error::NotAuthorized { .. })));
     assert!(children(&a, &fresh).await.is_empty());
 }
