@@ -36,6 +36,8 @@ pub struct LockBuilder<R> {
     /// A semaphore's permit count.
     permits: u32,
     revocable: bool,
+    /// Whether a suspension ends a hold (`None`: the recipe's default).
+    lose_on_suspend: Option<bool>,
     requeue: bool,
     lease: Option<std::time::Duration>,
     recipe: PhantomData<fn() -> R>,
@@ -74,6 +76,7 @@ impl<R> Clone for LockBuilder<R> {
             max_request: self.max_request,
             permits: self.permits,
             revocable: self.revocable,
+            lose_on_suspend: self.lose_on_suspend,
             requeue: self.requeue,
             lease: self.lease,
             recipe: PhantomData,
@@ -91,6 +94,7 @@ impl<R> LockBuilder<R> {
             max_request: DEFAULT_MAX_REQUEST,
             permits: 1,
             revocable: false,
+            lose_on_suspend: None,
             requeue: true,
             lease: None,
             recipe: PhantomData,
@@ -108,13 +112,22 @@ impl<R> LockBuilder<R> {
         let mut specs = Vec::with_capacity(kinds.len());
         for &kind in kinds {
             let spec = Spec::new(dir.clone(), layout, kind, self.data.clone(), self.acls.clone(), self.max_request)?;
-            let spec = spec.with_revocation(self.revocable).with_lease(self.lease)?;
+            let spec = spec
+                .with_revocation(self.revocable)
+                .with_lose_on_suspend(self.lose_on_suspend.unwrap_or(false))
+                .with_lease(self.lease)?;
             specs.push(match &mark {
                 Some(mark) => spec.with_mark(mark.clone()),
                 None => spec,
             });
         }
         Ok(Lanes::new(self.conn.clone(), specs))
+    }
+
+    /// Sets the recipe's default for [`lose_on_suspend`](Self::lose_on_suspend), unless the
+    /// user chose.
+    pub(crate) fn lose_on_suspend_by_default(&mut self, default: bool) {
+        self.lose_on_suspend.get_or_insert(default);
     }
 
     /// Whether a waiting acquire queues again on a new session.
@@ -291,6 +304,40 @@ impl<R> LockBuilder<R> {
     /// ```
     pub fn revocable(mut self, revocable: bool) -> Self {
         self.revocable = revocable;
+        self
+    }
+
+    /// Whether a hold ends as soon as its connection is suspended, as Apache Curator's
+    /// `LeaderLatch` does under its default `StandardConnectionStateErrorPolicy`: `true` by
+    /// default for a [`LeaderElection`](crate::LeaderElection), `false` for the locks.
+    ///
+    /// With `true`, the first moment we cannot be sure of the connection (the client lost it,
+    /// or the server has not answered for half the session timeout) turns the guard (or
+    /// leadership) `Lost` with [`LostReason::ConnectionSuspended`](crate::LostReason::ConnectionSuspended),
+    /// never merely `Suspended`, and the node is deleted in the background as soon as the
+    /// connection is back (if the session is still alive), so the next in line goes ahead. Even
+    /// a session the server closes under us on someone else's request (a forced expiry, which no
+    /// timer can foresee) is then reported lost as soon as its connection drops, which comes
+    /// before the server's notification lets the next contender in; a short network blip costs
+    /// the hold, and you acquire (or campaign) again.
+    ///
+    /// With `false` (the locks' default, Curator's `SessionConnectionStateErrorPolicy`), a hold
+    /// is `Suspended` while the connection is in doubt, `Held` again if it comes back in time,
+    /// and `Lost` at 85 % of the session timeout without contact, before the server can expire
+    /// the session.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: zk_lock::zk::Client) -> zk_lock::Result<()> {
+    /// // A leader that rides out short blips (Curator's SessionConnectionStateErrorPolicy).
+    /// let election = zk_lock::LeaderElection::builder(&client, "/election/a").lose_on_suspend(false).build()?;
+    /// // A mutex whose holder stops at the first doubt.
+    /// let mutex = zk_lock::Mutex::builder(&client, "/locks/strict").lose_on_suspend(true).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn lose_on_suspend(mut self, lose: bool) -> Self {
+        self.lose_on_suspend = Some(lose);
         self
     }
 

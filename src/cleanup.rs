@@ -54,6 +54,21 @@ pub(crate) async fn delete_insisting(client: &zk::Client, node: &str) -> Result<
     }
 }
 
+/// Deletes the node of a hold that has ended on its own (`Lost` for `why`, and marked as
+/// released by us, so that the delete is not taken for a loss, nor sent as a handoff), with
+/// [`delete_insisting`].
+pub(crate) async fn delete_lost(tracker: std::sync::Arc<crate::state::Tracker>, client: zk::Client, why: &'static str) {
+    let node = tracker.node.clone();
+    let lock = tracker.lock().to_owned();
+    drop(tracker);
+    match delete_insisting(&client, &node).await {
+        Ok(()) => tracing::debug!(target: "zk_lock", lock, node, "{why}: node deleted"),
+        Err(error) => {
+            tracing::error!(target: "zk_lock", lock, node, %error, "{why}, but the node could not be deleted")
+        }
+    }
+}
+
 /// What a delete does when the server refuses it for lack of permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnRefusal {

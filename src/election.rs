@@ -36,13 +36,17 @@ impl Policy for Candidates {
 /// the next in line leads. Only the next in line is woken (no herd).
 ///
 /// Leading means: our node is first, and it is our current session's (a node is adopted only
-/// if its `ephemeralOwner` is our session). A [`Leadership`] knows when it ends, like every
-/// guard of this crate: it turns `Suspended` when the connection is lost, and `Lost` *before*
-/// the server can expire the session for want of contact and let the next candidate lead. A
-/// session the server closes on someone else's request (a forced expiry) cannot be foreseen:
-/// the leader then turns `Suspended` when its connection is cut, which in practice comes before
-/// the next candidate's grant, and `Lost` as soon as it learns why; fence what the leader writes
-/// with its epoch for that case. Its
+/// if its `ephemeralOwner` is our session). A [`Leadership`] knows when it ends: by default, as
+/// with Apache Curator's `LeaderLatch`, the first moment the connection is in doubt ends it
+/// (`Lost` with [`LostReason::ConnectionSuspended`](crate::LostReason::ConnectionSuspended)),
+/// and its node is deleted as soon as the connection is back, so the next candidate leads. So
+/// even a session the server closes on someone else's request (a forced expiry, which no timer
+/// can foresee) reads `Lost` before the next candidate leads: the server drops the leader's
+/// connection as it closes the session, and the next candidate still has to list the queue.
+/// Build it with [`lose_on_suspend(false)`](crate::LockBuilder::lose_on_suspend) to ride out
+/// short blips instead: then it is `Suspended` while in doubt and `Lost` *before* the server
+/// can expire the session for want of contact. Fence what the leader writes with its epoch
+/// all the same. Its
 /// [`fencing_token`](Leadership::fencing_token) is an epoch: strictly larger for every later
 /// leader.
 ///
@@ -117,7 +121,8 @@ impl LeaderElectionBuilder {
     /// let election = zk_lock::LeaderElection::builder(&client, "/election/a").data("me").build()?;
     /// # Ok(()) }
     /// ```
-    pub fn build(self) -> Result<LeaderElection> {
+    pub fn build(mut self) -> Result<LeaderElection> {
+        self.lose_on_suspend_by_default(true);
         let lanes = self.lanes(Layout::LATCH, &[0], None)?;
         Ok(LeaderElection { handle: Handle::new(lanes, 0, Candidates, self.requeues()) })
     }

@@ -30,8 +30,7 @@ pub(crate) struct Held {
 
 impl Held {
     pub(crate) fn grant(queue: &Queue, ticket: Ticket) -> Held {
-        let tracker =
-            Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), &ticket, queue.revocable);
+        let tracker = Tracker::new(queue.session().clone(), queue.dir.to_string(), ticket.node.clone(), &ticket, queue);
         if ticket.lease.is_some() {
             tokio::spawn(crate::lease::timer(Arc::downgrade(&tracker), queue.client.clone()));
         }

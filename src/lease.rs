@@ -78,17 +78,8 @@ pub(crate) async fn timer(tracker: Weak<Tracker>, client: zk::Client) {
             return;
         }
         t.lose_session(LostReason::LeaseExpired);
-        // Our own delete: not a loss (it already is one), not a handoff.
         t.start_release();
-        let node = t.node.clone();
-        let lock = t.lock().to_owned();
-        drop(t);
-        match crate::cleanup::delete_insisting(&client, &node).await {
-            Ok(()) => tracing::debug!(target: "zk_lock", lock, node, "lease ran out: node deleted"),
-            Err(error) => {
-                tracing::error!(target: "zk_lock", lock, node, %error, "lease ran out but the node could not be deleted")
-            }
-        }
+        crate::cleanup::delete_lost(t, client, "lease ran out").await;
         return;
     }
 }

@@ -228,6 +228,11 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         let mut next = now + s.heartbeat_every;
         for t in &trackers {
             t.set_connected(fresh);
+            if t.take_withdrawal() {
+                // A suspension ended the hold: our node goes as soon as the connection is back.
+                t.start_release();
+                tokio::spawn(crate::cleanup::delete_lost(t.clone(), client.clone(), "hold ended by a suspension"));
+            }
             if !t.watched.load(Ordering::Acquire) {
                 // A revocable hold watches its node at once: a request to let go is news.
                 let due = if t.revocable { t.since } else { t.since + s.heartbeat_every };

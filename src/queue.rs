@@ -165,6 +165,8 @@ pub(crate) struct Spec {
     pub(crate) revocable: bool,
     /// Holds end after this long (see `LockBuilder::lease`).
     pub(crate) lease: Option<Duration>,
+    /// A suspension ends a hold (see `LockBuilder::lose_on_suspend`).
+    pub(crate) lose_on_suspend: bool,
 }
 
 impl Spec {
@@ -181,7 +183,24 @@ impl Spec {
             return Err(Error::InvalidAcl { path: dir.to_string(), reason: "the acl list is empty" });
         }
         limits::check_create(&dir, layout.markers[kind], &data, &acls, max_request)?;
-        Ok(Spec { dir, layout, kind, data, acls, max_request, mark: None, revocable: false, lease: None })
+        Ok(Spec {
+            dir,
+            layout,
+            kind,
+            data,
+            acls,
+            max_request,
+            mark: None,
+            revocable: false,
+            lease: None,
+            lose_on_suspend: false,
+        })
+    }
+
+    /// A suspension ends a hold (see `LockBuilder::lose_on_suspend`).
+    pub(crate) fn with_lose_on_suspend(mut self, lose: bool) -> Spec {
+        self.lose_on_suspend = lose;
+        self
     }
 
     /// Holders may be asked to let go (see `LockBuilder::revocable`).

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::events;
 use crate::monitor::SessionShared;
-use crate::queue::Ticket;
+use crate::queue::{Spec, Ticket};
 
 /// The state of a held lock, as far as its holder can know it.
 ///
@@ -86,6 +86,11 @@ pub enum LostReason {
     LeaseExpired,
     /// Someone asked us to let go ([`revoke`](crate::revoke)) and then deleted our node.
     Revoked,
+    /// The connection was suspended, and this hold ends on a suspension: a leadership by
+    /// default, or a lock built with
+    /// [`lose_on_suspend(true)`](crate::LockBuilder::lose_on_suspend). Our node is deleted as
+    /// soon as the connection is back, if the session is still alive.
+    ConnectionSuspended,
 }
 
 impl std::fmt::Display for LostReason {
@@ -97,6 +102,7 @@ impl std::fmt::Display for LostReason {
             LostReason::NodeTaken => "lock node written by someone else, or owned by another session",
             LostReason::LeaseExpired => "lease ran out",
             LostReason::Revoked => "revoked: lock node deleted after a request to let go",
+            LostReason::ConnectionSuspended => "connection suspended, which ends this hold",
         })
     }
 }
@@ -123,6 +129,10 @@ pub(crate) struct Tracker {
     pub(crate) writes_hand_off: bool,
     /// Others may write our node to ask us to let go (see `LockBuilder::revocable`).
     pub(crate) revocable: bool,
+    /// A suspension ends the hold (see `LockBuilder::lose_on_suspend`).
+    lose_on_suspend: bool,
+    /// Set once the node of a hold that a suspension ended is being deleted.
+    withdrawing: AtomicBool,
     /// Set once someone asked us to let go.
     revocation: watch::Sender<bool>,
     /// Why we lost it, once we did.
@@ -137,7 +147,7 @@ impl Tracker {
         lock: String,
         node: String,
         ticket: &Ticket,
-        revocable: bool,
+        spec: &Spec,
     ) -> Arc<Tracker> {
         let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
         let (tx, _) = watch::channel(initial);
@@ -151,11 +161,16 @@ impl Tracker {
             watched: AtomicBool::new(false),
             own_writes: ticket.own_writes,
             writes_hand_off: ticket.writes_hand_off,
-            revocable,
+            revocable: spec.revocable,
+            lose_on_suspend: spec.lose_on_suspend,
+            withdrawing: AtomicBool::new(false),
             revocation: watch::channel(false).0,
             reason: std::sync::OnceLock::new(),
             lease: ticket.lease.map(|(at, _)| watch::channel(at).0),
         });
+        if initial == LockState::Suspended {
+            tracker.set_connected(false);
+        }
         tracker.session.register(&tracker);
         tracker
     }
@@ -163,9 +178,15 @@ impl Tracker {
     /// The state now, noticing a passed deadline even if no task ran since (e.g. after the
     /// process was paused).
     pub(crate) fn state(&self) -> LockState {
-        if *self.tx.borrow() != LockState::Lost && self.session.may_have_expired(Instant::now()) {
-            let reason = if self.session.is_over() { LostReason::SessionExpired } else { LostReason::SuspendedTooLong };
-            self.lose_session(reason);
+        if *self.tx.borrow() != LockState::Lost {
+            if self.session.may_have_expired(Instant::now()) {
+                let reason =
+                    if self.session.is_over() { LostReason::SessionExpired } else { LostReason::SuspendedTooLong };
+                self.lose_session(reason);
+            } else if self.lose_on_suspend && !self.session.connected() {
+                // Seen here before the monitor's task could run: the connection just dropped.
+                self.set_connected(false);
+            }
         }
         *self.tx.borrow()
     }
@@ -175,8 +196,13 @@ impl Tracker {
         self.tx.subscribe()
     }
 
-    /// Moves between `Held` and `Suspended`; never out of `Lost`.
+    /// Moves between `Held` and `Suspended`; never out of `Lost`. A hold that a suspension ends
+    /// goes to `Lost` instead of `Suspended`.
     pub(crate) fn set_connected(&self, connected: bool) {
+        if !connected && self.lose_on_suspend {
+            self.lose_session(LostReason::ConnectionSuspended);
+            return;
+        }
         let next = if connected { LockState::Held } else { LockState::Suspended };
         self.tx.send_if_modified(|cur| {
             if *cur == LockState::Lost || *cur == next {
@@ -222,6 +248,15 @@ impl Tracker {
             LockState::Lost => self.reason.get().copied(),
             _ => None,
         }
+    }
+
+    /// Whether the node of this hold, which a suspension ended, is still to be deleted; `true`
+    /// once, to the caller that is to delete it (unless the holder already releases it).
+    pub(crate) fn take_withdrawal(&self) -> bool {
+        self.lose_on_suspend
+            && self.reason.get() == Some(&LostReason::ConnectionSuspended)
+            && !self.is_releasing()
+            && !self.withdrawing.swap(true, Ordering::AcqRel)
     }
 
     /// Someone asked us to let go: says so once.

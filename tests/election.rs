@@ -6,8 +6,8 @@ mod common;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use common::{children, connect, shared_connect, unique_path, ZkServer};
-use zk_lock::{LeaderElection, LockState};
+use common::{children, connect, shared_connect, unique_path, ProxyMode, TcpProxy, ZkServer};
+use zk_lock::{LeaderElection, LockState, LostReason};
 
 const T: Duration = Duration::from_secs(4);
 
@@ -108,17 +108,75 @@ async fn a_force_expired_leader_knows_before_the_next_one_leads() {
     common::expire_session(&cs, &a).await;
     let (old_state, lb) =
         tokio::time::timeout(Duration::from_secs(10), wb).await.expect("the next in line leads").unwrap();
-    // The server closed A's session under it: A cannot know before its connection drops, but
-    // it has stopped claiming to lead by the time B leads (Suspended at least), and is Lost for
-    // good right after.
-    assert!(matches!(old_state, Some(LockState::Suspended | LockState::Lost)), "A at B's grant: {old_state:?}");
-    assert!(common::wait_until(Duration::from_secs(2), || la.state() == LockState::Lost).await);
+    // The server closed A's session under it: no timer can foresee that, but the server drops
+    // A's connection as it does so, and a leadership ends on a suspension: A reads Lost by the
+    // time B leads, and its reason says why.
+    assert_eq!(old_state, Some(LockState::Lost), "A at B's grant");
+    let reason = la.lost_reason();
+    assert!(
+        matches!(reason, Some(LostReason::ConnectionSuspended | LostReason::SessionExpired)),
+        "A's reason: {reason:?}"
+    );
     let done = common::wait_until(Duration::from_secs(5), || nodes(&seen).len() == 2).await;
     assert!(done, "{:?}", nodes(&seen));
     assert_eq!(nodes(&seen), [Some(la.node().to_owned()), Some(lb.node().to_owned())]);
     let la = Arc::into_inner(la).expect("only this test holds it");
     assert!(matches!(la.resign().await, Err(zk_lock::Error::LockLost { .. })));
     lb.resign().await.unwrap();
+}
+
+/// A short cut of the leader's connection ends its leadership at once (Curator's default
+/// policy): `Lost` with `ConnectionSuspended` while cut, its node deleted once the connection is
+/// back on the same session, and the next candidate leads. With `lose_on_suspend(false)` the
+/// same cut only suspends it, and it leads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_cut_ends_leadership_unless_told_otherwise() {
+    let server = ZkServer::start();
+    let proxy = TcpProxy::start(server.addr());
+    let timeout = Duration::from_secs(4);
+    for lose in [true, false] {
+        let path = format!("/election/cut-{lose}");
+        let (a, b) =
+            (connect(&proxy.connect_string(), timeout).await, connect(&server.connect_string(), timeout).await);
+        let la =
+            LeaderElection::builder(&a, path.clone()).lose_on_suspend(lose).build().unwrap().campaign().await.unwrap();
+        let eb = LeaderElection::new(&b, path.clone()).unwrap();
+        let wb = tokio::spawn(async move { eb.campaign().await });
+        common::wait_until_async(Duration::from_secs(5), || async { children(&b, &path).await.len() == 2 }).await;
+        let session = a.session_id();
+        proxy.set_mode(ProxyMode::Refuse);
+        let while_cut = if lose { LockState::Lost } else { LockState::Suspended };
+        assert!(
+            common::wait_until(Duration::from_secs(2), || la.state() == while_cut).await,
+            "lose {lose}: {:?}",
+            la.state()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!wb.is_finished(), "lose {lose}: nobody else may lead while A's node is there");
+        proxy.set_mode(ProxyMode::Pass);
+        if lose {
+            assert_eq!(la.lost_reason(), Some(LostReason::ConnectionSuspended));
+            let lb = tokio::time::timeout(Duration::from_secs(5), wb).await.expect("B leads").unwrap().unwrap();
+            assert_eq!(a.session_id(), session, "the cut was shorter than the session");
+            assert_eq!(children(&b, &path).await.len(), 1, "A's node is gone");
+            assert!(matches!(la.resign().await, Err(zk_lock::Error::LockLost { .. })));
+            lb.resign().await.unwrap();
+        } else {
+            assert!(common::wait_until(Duration::from_secs(3), || la.state() == LockState::Held).await);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!wb.is_finished(), "A still leads");
+            la.resign().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), wb)
+                .await
+                .expect("B leads")
+                .unwrap()
+                .unwrap()
+                .resign()
+                .await
+                .unwrap();
+        }
+        assert!(children(&b, &path).await.is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
