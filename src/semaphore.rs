@@ -50,9 +50,14 @@ fn mismatch(path: &str, ours: &[u8], stored: &[u8]) -> Error {
 /// first waiter watches the directory, since any holder's release lets it in (a contender that
 /// joins or leaves behind it wakes it too, for one listing); each later waiter watches only the
 /// contender just before it, which, once granted, rewrites its own node to wake it. A release
-/// therefore fires one watch, and the grant it causes one more, whatever the queue's length;
-/// an uncontended acquire costs one round trip, as for a [`Mutex`](crate::Mutex) (Curator's
-/// `InterProcessSemaphoreV2` takes an internal mutex for every acquire).
+/// therefore fires one watch, and the grant it causes one more, whatever the queue's length:
+/// no event ever fires more than one watch. That second one cannot be saved while the first
+/// waiter must see any holder leave, crashed or not: when it is granted, the waiter after it
+/// must start watching the holders before the next release, so it must be woken, and a watch
+/// it had armed earlier would have fired at this release too (Curator's
+/// `InterProcessSemaphoreV2` also wakes two: the lease watcher, then its internal mutex's next
+/// waiter). An uncontended acquire costs one round trip, as for a [`Mutex`](crate::Mutex)
+/// (Curator's takes an internal mutex for every acquire).
 ///
 /// The permit count is stored in the semaphore's node (as decimal text, like Kazoo's
 /// `Semaphore`): a client asking for another count gets [`Error::PermitMismatch`] and writes
