@@ -21,34 +21,62 @@ pub(crate) const PEER_USER_PREFIX: &str = "zk-lock-peer-";
 
 use zk::Permission as P;
 
-/// What this process's credential-less contenders need on a lock directory: list, join, leave,
-/// and write the setting a semaphore keeps there.
-fn peer_on_dir() -> P {
-    P::READ | P::WRITE | P::CREATE | P::DELETE
+/// Whether `name` is one of our own digest users: `zk-lock-<32 hex>` (a session's) or
+/// `zk-lock-peer-<32 hex>` (a process's), as `identity` makes them.
+pub(crate) fn is_own_user(name: &str) -> bool {
+    let rest = name.strip_prefix(PEER_USER_PREFIX).or_else(|| name.strip_prefix(OWN_USER_PREFIX));
+    rest.is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Every permission `user`'s ACLs give to anyone.
+fn granted(user: &[zk::Acl]) -> P {
+    user.iter().fold(P::NONE, |all, acl| all | acl.permission())
+}
+
+fn world_has(user: &[zk::Acl], perms: P) -> bool {
+    user.iter().any(|acl| acl.auth_id() == &zk::AuthId::anyone() && acl.permission().has(perms))
 }
 
 /// Whether `user`'s ACLs already give `perms` to every session (`world:anyone`), or to the
 /// session's own identities (`auth`, which the server expands to the peer identity too).
 fn covers(user: &[zk::Acl], perms: P) -> bool {
-    user.iter()
-        .any(|acl| (acl.scheme() == "auth" || acl.auth_id() == &zk::AuthId::anyone()) && acl.permission().has(perms))
+    world_has(user, perms) || user.iter().any(|acl| acl.scheme() == "auth" && acl.permission().has(perms))
+}
+
+/// Whether a session without credentials needs the process's peer identity for `user`'s ACLs:
+/// unless they give every session all a contender does (the default, `world:anyone` ALL).
+pub(crate) fn needs_peer(user: &[zk::Acl]) -> bool {
+    !world_has(user, P::READ | P::WRITE | P::CREATE | P::DELETE)
+}
+
+/// The peer identities (of this process or another) that `acls`, a lock directory's, name.
+pub(crate) fn peers_in(acls: &[zk::Acl]) -> Vec<zk::AuthId> {
+    acls.iter()
+        .filter(|acl| acl.scheme() == "digest")
+        .filter(|acl| acl.id().split(':').next().is_some_and(|u| u.starts_with(PEER_USER_PREFIX) && is_own_user(u)))
+        .map(|acl| acl.auth_id().clone())
+        .collect()
 }
 
 /// ACLs of the directories we create: the user's, plus, on a session without credentials
-/// (`peer` given), what this process's other credential-less contenders need, unless the user's
-/// already give it.
+/// (`peer` given), what this process's other credential-less contenders need (list, join,
+/// leave, and write the setting a semaphore keeps there), as far as the user's ACLs give it to
+/// anyone at all and do not give it to them already.
 pub(crate) fn dir_acls(user: &[zk::Acl], peer: Option<&zk::AuthId>) -> Vec<zk::Acl> {
     let mut out = user.to_vec();
-    if let Some(peer) = peer.filter(|_| !covers(user, peer_on_dir())) {
-        out.push(zk::Acl::new(peer_on_dir(), peer.clone()));
+    let perms = granted(user) & (P::READ | P::WRITE | P::CREATE | P::DELETE);
+    if let Some(peer) = peer.filter(|_| perms != P::NONE && !covers(user, perms)) {
+        out.push(zk::Acl::new(perms, peer.clone()));
     }
     out
 }
 
 /// ACLs of our lock nodes: every entry of the user's without WRITE (unless `others_write`: a
-/// revocable lock's node, which others write to ask it to let go) and ADMIN, the same for this
-/// process's peer identity on a session without credentials (`peer`), plus everything for
-/// `owner`, the session's own identity.
+/// revocable lock's node, which others write to ask it to let go) and ADMIN; the same for this
+/// process's peer identity on a session without credentials (`peer`) and for the peer
+/// identities the directory names (`dir_peers`: credential-less contenders of the process
+/// that made it, who must be able to follow our node), as far as the user's ACLs give those
+/// permissions to anyone; plus everything for `owner`, the session's own identity.
 ///
 /// `auth` entries are kept: the server expands them to the session's credentials (and to our
 /// own identities), so that clients sharing those credentials can read and watch each other's
@@ -57,21 +85,28 @@ pub(crate) fn node_acls(
     user: &[zk::Acl],
     owner: zk::Acl,
     peer: Option<&zk::AuthId>,
+    dir_peers: &[zk::AuthId],
     others_write: bool,
 ) -> Vec<zk::Acl> {
     let kept = if others_write { P::READ | P::WRITE | P::CREATE | P::DELETE } else { P::READ | P::CREATE | P::DELETE };
     let mut out: Vec<zk::Acl> = user
         .iter()
         .filter_map(|acl| {
-            let keep = [P::READ, P::WRITE, P::CREATE, P::DELETE]
-                .into_iter()
-                .filter(|p| kept.has(*p) && acl.permission().has(*p))
-                .fold(P::NONE, |a, b| a | b);
+            let keep = acl.permission() & kept;
             (keep != P::NONE).then(|| zk::Acl::new(keep, acl.auth_id().clone()))
         })
         .collect();
-    if let Some(peer) = peer.filter(|_| !covers(user, kept)) {
-        out.push(zk::Acl::new(kept, peer.clone()));
+    let perms = granted(user) & kept;
+    if perms != P::NONE {
+        if let Some(peer) = peer.filter(|_| !covers(user, perms)) {
+            out.push(zk::Acl::new(perms, peer.clone()));
+        }
+        // Another process's peer: an `auth` entry of ours does not name it.
+        for other in dir_peers.iter().filter(|p| Some(*p) != peer) {
+            if !world_has(user, perms) {
+                out.push(zk::Acl::new(perms, other.clone()));
+            }
+        }
     }
     out.push(owner);
     out
@@ -82,7 +117,7 @@ pub(crate) fn node_acls(
 pub(crate) fn has_credentials(me: &[zk::AuthUser]) -> bool {
     me.iter().any(|u| match u.scheme() {
         "ip" | "world" => false,
-        "digest" => !u.user().starts_with(OWN_USER_PREFIX),
+        "digest" => !is_own_user(u.user()),
         _ => true,
     })
 }
@@ -119,44 +154,61 @@ mod tests {
 
     #[test]
     fn only_the_owner_may_write_and_everyone_named_keeps_the_rest() {
-        let acls = node_acls(&zk::Acls::anyone_all(), owner(), None, false);
+        let acls = node_acls(&zk::Acls::anyone_all(), owner(), None, &[], false);
         assert_eq!(acls, [Acl::new(P::READ | P::CREATE | P::DELETE, AuthId::anyone()), owner()]);
         // creator_all: the session's credentials keep READ (and what else is not WRITE/ADMIN).
-        let acls = node_acls(&zk::Acls::creator_all(), owner(), None, false);
+        let acls = node_acls(&zk::Acls::creator_all(), owner(), None, &[], false);
         assert_eq!(acls, [Acl::new(P::READ | P::CREATE | P::DELETE, AuthId::authed()), owner()]);
         // An entry left with nothing is dropped.
         let write_only = [Acl::new(P::WRITE, AuthId::anyone())];
-        assert_eq!(node_acls(&write_only, owner(), None, false), [owner()]);
+        assert_eq!(node_acls(&write_only, owner(), None, &[], false), [owner()]);
         // A revocable lock keeps WRITE for those the ACLs give it to, never ADMIN.
-        let acls = node_acls(&zk::Acls::anyone_all(), owner(), None, true);
+        let acls = node_acls(&zk::Acls::anyone_all(), owner(), None, &[], true);
         assert_eq!(acls[0], Acl::new(P::READ | P::WRITE | P::CREATE | P::DELETE, AuthId::anyone()));
     }
 
+    const HEX: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
-    fn the_process_peers_get_what_the_acls_do_not_already_give_them() {
-        let peer = AuthId::new("digest", "zk-lock-peer-me:y");
+    fn the_process_peers_get_what_the_acls_give_anyone_and_not_already_them() {
+        let peer = AuthId::new("digest", &format!("zk-lock-peer-{HEX}:y"));
         let rcd = P::READ | P::CREATE | P::DELETE;
         // Explicit digest ACLs name someone else: this process's peers get their own entry.
         let team = [Acl::new(P::ALL, AuthId::new("digest", "team:hash="))];
-        let acls = node_acls(&team, owner(), Some(&peer), false);
+        let acls = node_acls(&team, owner(), Some(&peer), &[], false);
         assert_eq!(acls, [Acl::new(rcd, team[0].auth_id().clone()), Acl::new(rcd, peer.clone()), owner()]);
         let dir = dir_acls(&team, Some(&peer));
         assert_eq!(dir, [team[0].clone(), Acl::new(P::READ | P::WRITE | P::CREATE | P::DELETE, peer.clone())]);
         // `auth` (expanded by the server to the peer identity too) and `world:anyone` already do.
         for user in [zk::Acls::creator_all(), zk::Acls::anyone_all()] {
-            assert_eq!(node_acls(&user, owner(), Some(&peer), false).len(), 2, "{user:?}");
+            assert_eq!(node_acls(&user, owner(), Some(&peer), &[], false).len(), 2, "{user:?}");
             assert_eq!(dir_acls(&user, Some(&peer)), user.to_vec());
         }
-        // A session with credentials has no peer identity: the ACLs are the user's alone.
+        // No more than the ACLs give anyone: without DELETE for anybody, none for the peers.
+        let no_delete = [Acl::new(P::READ | P::CREATE, AuthId::new("digest", "team:hash="))];
+        assert_eq!(dir_acls(&no_delete, Some(&peer))[1], Acl::new(P::READ | P::CREATE, peer.clone()));
+        // A session with credentials has no peer identity: the ACLs are the user's alone, but
+        // the peers the directory names (its maker's) may follow its node.
         assert_eq!(dir_acls(&team, None), team);
+        let acls = node_acls(&team, owner(), None, std::slice::from_ref(&peer), false);
+        assert_eq!(acls[1], Acl::new(rcd, peer.clone()));
+        assert!(!needs_peer(&zk::Acls::anyone_all()) && needs_peer(&zk::Acls::creator_all()) && needs_peer(&team));
+        let dir = [
+            team[0].clone(),
+            Acl::new(P::ALL, peer.clone()),
+            Acl::new(P::ALL, AuthId::new("digest", "zk-lock-peer-x:y")),
+        ];
+        assert_eq!(peers_in(&dir), [peer]);
     }
 
     #[test]
     fn credentials_are_the_users_not_ip_nor_ours() {
         let ip = AuthUser::new("ip", "127.0.0.1");
-        let ours = AuthUser::new("digest", "zk-lock-0123");
-        let peer = AuthUser::new("digest", "zk-lock-peer-0123");
+        let ours = AuthUser::new("digest", &format!("zk-lock-{HEX}"));
+        let peer = AuthUser::new("digest", &format!("zk-lock-peer-{HEX}"));
         assert!(!has_credentials(&[ip.clone(), ours.clone(), peer]));
+        // A user's own credentials that merely look like ours are the user's.
+        assert!(has_credentials(&[AuthUser::new("digest", "zk-lock-admin")]));
         assert!(has_credentials(&[ip.clone(), ours, AuthUser::new("digest", "app")]));
         assert!(has_credentials(&[ip, AuthUser::new("x509", "CN=client")]));
     }

@@ -167,11 +167,12 @@ impl<R> LockBuilder<R> {
     /// ACLs of the lock nodes and of any directory the lock creates. `world:anyone` with all
     /// permissions by default.
     ///
-    /// * **Directories** the lock creates get these ACLs as given. Every contender needs READ,
+    /// * **Directories** the lock creates get these ACLs (plus, on a session without
+    ///   credentials, an entry for this process's identity: see below). Every contender needs READ,
     ///   CREATE and DELETE on the lock directory: DELETE of a node is decided by its *parent*,
     ///   so with an open directory anyone can delete the holder's node and pass the lock on.
     ///   Before its first create, a lock checks that the directory (or, if it must create it,
-    ///   these ACLs) lets it delete its node, and fails with
+    ///   the ACLs it would give it) lets it delete its node, and fails with
     ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) instead of leaving a node it could
     ///   not remove. The check is exact for `world`, `auth` and `digest` entries (by user name:
     ///   the server does not tell a session its password hashes) and counts `ip` entries and
@@ -188,16 +189,24 @@ impl<R> LockBuilder<R> {
     /// * An `auth` entry, as in [`zk::Acls::creator_all`], names the session's own credentials
     ///   (`digest`, `sasl`, `x509`...), as in ZooKeeper: clients sharing those credentials can
     ///   read each other's nodes and use a directory one of them created, and nobody else can.
-    /// * A session **without credentials** is given this process's own identity (a random
-    ///   `digest` user, one per process, whose password never leaves it), shared by every
-    ///   credential-less session of the process. An `auth` entry then names this process's
-    ///   contenders, and explicit ACLs (say, `digest` entries for another user) get one more
-    ///   entry for it, on the nodes (without WRITE and ADMIN, as above) and on the directories
-    ///   the lock creates: the sessions of one process take turns, and every other client is
-    ///   refused as those ACLs say. Contenders in *other* processes need credentials that the
-    ///   ACLs name: to them, a directory made this way answers
-    ///   [`Error::NotAuthorized`](crate::Error::NotAuthorized) before anything is written.
-    ///   (Plain ZooKeeper refuses an `auth` entry on such a session with `InvalidACL`.)
+    /// * A session **without credentials**, with ACLs that are not open to everyone, is given
+    ///   this process's own identity: a random `digest` user, one per process, whose password
+    ///   only this process and the server know (it travels as any `digest` credential does:
+    ///   in clear text unless the connection uses TLS), shared by every credential-less session
+    ///   of the process. An `auth` entry then names this process's contenders, and explicit
+    ///   ACLs (say, `digest` entries for another user) get one more entry for it, on the nodes
+    ///   (without WRITE and ADMIN, as above) and on the directories the lock creates, never
+    ///   with a permission the ACLs give nobody: the sessions of one process take turns, and
+    ///   every other client is refused as those ACLs say. Credentialed contenders that join
+    ///   such a directory let its maker's credential-less sessions follow their nodes.
+    ///   Contenders in *other* processes need credentials that the ACLs name: to them, a
+    ///   directory made this way answers [`Error::NotAuthorized`](crate::Error::NotAuthorized)
+    ///   before anything is written, and so it does to the same program's next run, until the
+    ///   server reaps the directory and its parents once they are empty (container nodes,
+    ///   checked every 60 s by default; a parent that holds anything else stays closed). A
+    ///   WARN event says so when such a lock is first used. For a lock shared across processes
+    ///   or runs, give the sessions credentials. (Plain ZooKeeper refuses an `auth` entry on a
+    ///   session without credentials with `InvalidACL`.)
     ///
     /// # Examples
     ///
@@ -315,11 +324,15 @@ impl<R> LockBuilder<R> {
     /// or the server has not answered for half the session timeout) turns the guard (or
     /// leadership) `Lost` with [`LostReason::ConnectionSuspended`](crate::LostReason::ConnectionSuspended),
     /// never merely `Suspended`, and the node is deleted in the background as soon as the
-    /// connection is back (if the session is still alive), so the next in line goes ahead. Even
-    /// a session the server closes under us on someone else's request (a forced expiry, which no
-    /// timer can foresee) is then reported lost as soon as its connection drops, which comes
-    /// before the server's notification lets the next contender in; a short network blip costs
-    /// the hold, and you acquire (or campaign) again.
+    /// connection is back (if the session is still alive), so the next in line goes ahead. An
+    /// acquire granted while the connection is already in doubt queues again (at the back)
+    /// instead of returning a hold that is lost from the start; a `try_` acquire returns
+    /// [`Error::ConnectionLoss`](crate::Error::ConnectionLoss). Even a session the server closes
+    /// under us on someone else's request (a forced expiry, which no timer can foresee) is then
+    /// reported lost as soon as its connection drops, which in practice comes before the next
+    /// contender, woken by the server, has listed the queue again (a race won by a round trip,
+    /// not a guarantee). A short network blip costs the hold, and you acquire (or campaign)
+    /// again.
     ///
     /// With `false` (the locks' default, Curator's `SessionConnectionStateErrorPolicy`), a hold
     /// is `Suspended` while the connection is in doubt, `Held` again if it comes back in time,

@@ -41,8 +41,10 @@ impl Policy for Candidates {
 /// (`Lost` with [`LostReason::ConnectionSuspended`](crate::LostReason::ConnectionSuspended)),
 /// and its node is deleted as soon as the connection is back, so the next candidate leads. So
 /// even a session the server closes on someone else's request (a forced expiry, which no timer
-/// can foresee) reads `Lost` before the next candidate leads: the server drops the leader's
-/// connection as it closes the session, and the next candidate still has to list the queue.
+/// can foresee) reads `Lost`, in practice, before the next candidate leads: the server drops the
+/// leader's connection as it closes the session, and the next candidate still has to list the
+/// queue once more. That is a race won by a round trip, not a guarantee (a leader connected to
+/// another member of an ensemble, or cut off already, learns later).
 /// Build it with [`lose_on_suspend(false)`](crate::LockBuilder::lose_on_suspend) to ride out
 /// short blips instead: then it is `Suspended` while in doubt and `Lost` *before* the server
 /// can expire the session for want of contact. Fence what the leader writes with its epoch
@@ -406,8 +408,10 @@ impl Leadership {
         self.guard.node()
     }
 
-    /// Whether we still lead: `Held`, `Suspended` (the connection is lost: we can no longer be
-    /// sure) or `Lost` (we do not lead any more, or the server may already let the next lead).
+    /// Whether we still lead: `Held` or `Lost` (we do not lead any more, or the server may
+    /// already let the next lead). By default a suspension of the connection ends leadership at
+    /// once (`Lost`); built with [`lose_on_suspend(false)`](crate::LockBuilder::lose_on_suspend),
+    /// it reads `Suspended` while the connection is lost (we can no longer be sure).
     ///
     /// # Examples
     ///

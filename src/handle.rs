@@ -63,6 +63,11 @@ impl Lanes {
     }
 }
 
+/// Whether `guard`, on a hold that a suspension ends, was already in doubt when granted.
+fn lost_on_suspension(guard: &LockGuard) -> bool {
+    guard.state() == LockState::Lost && guard.lost_reason() == Some(LostReason::ConnectionSuspended)
+}
+
 /// Whether `guard` is already lost with its session.
 fn lost_with_session(guard: &LockGuard) -> bool {
     guard.state() == LockState::Lost
@@ -141,6 +146,17 @@ impl Handle {
                 result = attempt(queue, left) => result,
             };
             let result = match result {
+                // Granted while the connection was in doubt, on a hold that a suspension ends:
+                // ours for no moment at all. Its node is deleted; queue again (at the back, as
+                // Curator's latch does after a suspension), or report it to a call that does
+                // not wait.
+                Ok(guard) if lost_on_suspension(&guard) => {
+                    drop(guard);
+                    if bounded {
+                        return Err(Error::ConnectionLoss { path: self.path().to_string(), after: Duration::ZERO });
+                    }
+                    continue;
+                }
                 // Granted, but the session ended meanwhile: that hold is worth nothing.
                 Ok(guard) if conn.heals() && (!conn.is_current(&client) || lost_with_session(&guard)) => {
                     drop(guard);

@@ -11,9 +11,10 @@
 //! *peer* identity, one random `digest` user per process. An `auth` entry (as in
 //! `Acls::creator_all`) then names this process's credential-less contenders, as it names the
 //! holders of shared credentials for a fleet that has them; explicit ACLs get an entry for it
-//! (see `access`). Nobody outside the process knows its password, so a third party never has
-//! it. A session with credentials never gets it, so sessions of other credentials in the same
-//! process stay strangers to each other's locks.
+//! (see `access`). Nobody but this process and the server knows its password, so a third
+//! party never has it. A session with credentials never gets it, so sessions of other
+//! credentials in the same process stay strangers to each other's locks; nor does a lock whose
+//! ACLs are open to everyone, which would gain nothing by it.
 //!
 //! Both are kept per session id for the life of the process, so a session authenticates once
 //! however many lock handles come and go (the client re-sends them on reconnects).

@@ -84,8 +84,10 @@
 //! same engine (a new session simply gets a new queue). Across an expiry, for every recipe:
 //!
 //! * a guard (or leadership, or multi-guard) held when the session is lost turns
-//!   [`LockState::Lost`] (with [`LostReason::SessionExpired`], or
-//!   [`LostReason::SuspendedTooLong`] when the server could not be reached) and stays `Lost`:
+//!   [`LockState::Lost`] (with [`LostReason::SessionExpired`],
+//!   [`LostReason::SuspendedTooLong`] when the server could not be reached, or
+//!   [`LostReason::ConnectionSuspended`] for a hold that ends on a suspension, as a leadership
+//!   does by default) and stays `Lost`:
 //!   it never becomes `Held` on the new session. Release or drop it promptly (its node is gone
 //!   with its session, or, should the old session turn out alive after all, deleted then), and
 //!   take the lock again. A lost [`Leadership`] is final in the same way: call
@@ -129,7 +131,8 @@
 //! prevent that. This crate does two things about it:
 //!
 //! * **The lost-lock signal.** Each guard has a [`LockState`]: `Held`, `Suspended` while the
-//!   connection is down, and `Lost` once the server *may* have expired the session. The clock
+//!   connection is down (or at once `Lost`, for a hold built to end on a suspension, as a
+//!   leadership is by default), and `Lost` once the server *may* have expired the session. The clock
 //!   counts from the last moment the server is known to have heard from us, and `Lost` is raised
 //!   at 85 % of the session timeout after it, so before the server can give the lock to anyone
 //!   else. A process that was itself paused sees `Lost` as soon as it looks.
@@ -157,7 +160,7 @@
 //! | after this share of the timeout | without contact with the server |
 //! |---|---|
 //! | 10 % | a heartbeat (`sync`) is sent while locks are held or awaited; a holder's watch on its own node is armed after holding this long |
-//! | 50 % | held locks turn [`LockState::Suspended`] |
+//! | 50 % | held locks turn [`LockState::Suspended`] (holds that end on a suspension, as a leadership by default, turn `Lost`: see [`LockBuilder::lose_on_suspend`]) |
 //! | 85 % | held locks turn [`LockState::Lost`], before the server may expire the session |
 //! | 100 % (+ a tick) | the server expires the session and deletes its nodes: the lock passes on |
 //! | 200 % of consecutive failures | a request is given up with [`Error::ConnectionLoss`] |
@@ -226,11 +229,11 @@
 //!   loss from the server, not from its own timer.
 //! * The session gets an extra `digest` identity (see above), once per session for the life of
 //!   the process. It never stands for your credentials: an `auth` ACL entry of a lock names the
-//!   session's own credentials. A session without any credentials also gets the process's own
-//!   `digest` identity, shared by this process's credential-less sessions and known to no one
-//!   else: for them, `auth` means "this process", so that a lock with restricted ACLs works
-//!   between the sessions of one process and refuses everyone else (see
-//!   [`MutexBuilder::acls`]).
+//!   session's own credentials. A session without any credentials, on a lock whose ACLs are
+//!   not open to everyone, also gets the process's own `digest` identity, shared by this
+//!   process's credential-less sessions and known to this process and the server only: for
+//!   them, `auth` means "this process", so that a lock with restricted ACLs works between the
+//!   sessions of one process and refuses everyone else (see [`MutexBuilder::acls`]).
 //! * Do not write a mutex's or a writer's lock node yourself, even with the holder's own
 //!   session: a data change of a holder's node is its handoff, and lets its successor in.
 //!   Write what you protect with [`LockGuard::fenced`], which refuses lock nodes. (A leader may

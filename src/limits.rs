@@ -17,8 +17,8 @@ pub(crate) const DEFAULT_MAX_REQUEST: usize = 0xfffff;
 const UNIQUE_PREFIX_LEN: usize = 3 + 36 + 1;
 /// The ACL entry of the session's own identity: `digest`, `zk-lock-<32 hex>:<28 base64>`.
 const OWNER_ACL_LEN: usize = 4 + (4 + 6) + (4 + 8 + 32 + 1 + 28);
-/// The ACL entry of the process's peer identity, added on sessions without credentials:
-/// `digest`, `zk-lock-peer-<32 hex>:<28 base64>`.
+/// The ACL entry of a process's peer identity (ours, on a session without credentials, and the
+/// one the directory names, at most one each): `digest`, `zk-lock-peer-<32 hex>:<28 base64>`.
 const PEER_ACL_LEN: usize = 4 + (4 + 6) + (4 + 13 + 32 + 1 + 28);
 
 /// Bytes of a serialized string or buffer: a length, then the bytes.
@@ -32,7 +32,7 @@ fn create_request(dir: &LockPath, marker: &str, data: &[u8], acls: &[zk::Acl]) -
     let path = dir.as_str().len() + 1 + UNIQUE_PREFIX_LEN + marker.len();
     let acls: usize = acls.iter().map(|a| 4 + buffer(a.scheme().len()) + buffer(a.id().len())).sum();
     // xid, op code; path; data; ACL vector; create flags
-    8 + buffer(path) + buffer(data.len()) + 4 + acls + OWNER_ACL_LEN + PEER_ACL_LEN + 4
+    8 + buffer(path) + buffer(data.len()) + 4 + acls + OWNER_ACL_LEN + 2 * PEER_ACL_LEN + 4
 }
 
 /// Checks that a lock node of `dir` with `data` fits in a request of `limit` bytes.

@@ -212,6 +212,10 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
                 heartbeat = None;
                 drop(s);
                 wake.notified().await;
+                // What the connection did while nothing was held or awaited says nothing about
+                // what comes next: a grant from now on is proven by its own answer.
+                states.state();
+                broken = None;
                 continue;
             }
         }
@@ -225,9 +229,13 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         }
         let confirmed = broken.is_none_or(|broken| heard > broken);
         let fresh = connected && confirmed && now < heard + s.suspend_after;
+        // A hold that a suspension ends is lost only on real doubt: no connection, or no answer
+        // for half the session timeout. (A change of connection noticed late, with the session
+        // alive and our node still there, let nobody else in.)
+        let sure = connected && now < heard + s.suspend_after;
         let mut next = now + s.heartbeat_every;
         for t in &trackers {
-            t.set_connected(fresh);
+            t.set_connected(if t.loses_on_suspend() { sure } else { fresh });
             if t.take_withdrawal() {
                 // A suspension ended the hold: our node goes as soon as the connection is back.
                 t.start_release();

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use zookeeper_client as zk;
 
-use crate::access::{dir_acls, has_credentials, may_delete_children, node_acls};
+use crate::access::{dir_acls, has_credentials, may_delete_children, needs_peer, node_acls, peers_in};
 use crate::cleanup::{find_by_name, NodeCleanup, Refused};
 use crate::error::{outcome, Error, Outcome, Result};
 use crate::events;
@@ -402,7 +402,8 @@ impl Queue {
 
     /// Once per queue, before its first create: gives the session its own identity (see
     /// `identity`), and checks, in the same round trip, that we may read the directory and
-    /// delete what we create in it, and that ACLs naming "the creator" name someone. While a
+    /// delete what we create in it (a session without credentials, on ACLs not open to everyone,
+    /// first takes the process's identity too, one more round trip). While a
     /// node of ours could not be deleted, refuses to create another: it could not be deleted
     /// either, and would queue behind the first.
     async fn prepare(&self) -> Result<&Prepared> {
@@ -448,7 +449,7 @@ impl Queue {
         let mut me = me;
         let mut acl = acl;
         let peer = match &mut me {
-            Some(me) if !has_credentials(me) => {
+            Some(me) if !has_credentials(me) && needs_peer(&self.acls) => {
                 let peer = until_known(&self.client, dir, || peer_id(&self.client)).await?;
                 let peer = peer.map_err(|e| Error::from_zk(e, dir))?;
                 // `whoAmI` answered before it: we are the peer user now too.
@@ -457,6 +458,15 @@ impl Queue {
                 // Reading a directory's ACL takes READ, which the peer identity may give.
                 if acl == Err(zk::Error::NoAuth) {
                     acl = until_known(&self.client, dir, || self.client.get_acl(dir)).await?;
+                }
+                if matches!(acl, Err(zk::Error::NoNode)) {
+                    tracing::warn!(
+                        target: "zk_lock",
+                        lock = dir,
+                        "restricted ACLs on a session without credentials: the directories this lock creates are \
+                         usable by this process's sessions only, until the server reaps them once empty; give the \
+                         sessions credentials for a lock shared with other processes or later runs"
+                    );
                 }
                 Some(peer)
             }
@@ -481,7 +491,18 @@ impl Queue {
                 None => self.make_dir(&dir_acls).await?,
             }
         }
-        Ok(Prepared { node_acls: node_acls(&self.acls, owner, peer.as_ref(), self.revocable), dir_acls })
+        // Credential-less contenders of the process that made the directory must be able to
+        // follow our node too (one of them at most: the request size is bounded for one).
+        let dir_peers: Vec<zk::AuthId> = existing
+            .as_deref()
+            .map(peers_in)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| Some(p) != peer.as_ref())
+            .take(1)
+            .collect();
+        let node_acls = node_acls(&self.acls, owner, peer.as_ref(), &dir_peers, self.revocable);
+        Ok(Prepared { node_acls, dir_acls })
     }
 
     /// Checks that an existing directory holds our mark; writes it into a directory that holds

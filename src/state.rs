@@ -250,11 +250,16 @@ impl Tracker {
         }
     }
 
+    /// Whether a suspension ends this hold.
+    pub(crate) fn loses_on_suspend(&self) -> bool {
+        self.lose_on_suspend
+    }
+
     /// Whether the node of this hold, which a suspension ended, is still to be deleted; `true`
     /// once, to the caller that is to delete it (unless the holder already releases it).
     pub(crate) fn take_withdrawal(&self) -> bool {
         self.lose_on_suspend
-            && self.reason.get() == Some(&LostReason::ConnectionSuspended)
+            && matches!(self.reason.get(), Some(LostReason::ConnectionSuspended | LostReason::SuspendedTooLong))
             && !self.is_releasing()
             && !self.withdrawing.swap(true, Ordering::AcqRel)
     }

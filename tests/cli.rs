@@ -395,3 +395,28 @@ async fn leases_kill_after_and_permits() {
     assert!(children(&client, &path).await.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A lock whose ACLs name only the credential-less sessions of this (test) process: another
+/// process without credentials (the command) is refused with the not-authorized code, and
+/// writes nothing; this process's own sessions go on taking turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_without_credentials_is_refused_a_creator_all_lock() {
+    use zk_lock::zk::Acls;
+    let cs = shared_connect();
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    let path = format!("{}/lock", unique_path("cli-creator-all"));
+    let ma = zk_lock::Mutex::builder(&a, path.clone()).acls(Acls::creator_all()).build().unwrap();
+    let mb = zk_lock::Mutex::builder(&b, path.clone()).acls(Acls::creator_all()).build().unwrap();
+    // Held meanwhile, so that the directory is not reaped.
+    let held = ma.lock().await.unwrap();
+    let before = a.get_children(&path).await.unwrap().1;
+    let mut c = zk_lock(&cs);
+    c.args(["run", &path, "--", "true"]);
+    let out = output(c).await;
+    assert_eq!(out.status.code(), Some(77), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = a.get_children(&path).await.unwrap().1;
+    assert_eq!((after.cversion, after.pzxid), (before.cversion, before.pzxid), "nothing was written");
+    held.release().await.unwrap();
+    mb.lock().await.unwrap().release().await.unwrap();
+    assert!(children(&a, &path).await.is_empty());
+}

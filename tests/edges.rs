@@ -145,6 +145,10 @@ async fn unauthenticated_sessions_take_turns_on_explicit_digest_acls() {
     assert_eq!(team.set_data(gb.node(), b"", None).await, Err(zk::Error::NoAuth), "fake handoff");
     assert_eq!(a.set_data(gb.node(), b"", None).await, Err(zk::Error::NoAuth), "fake handoff");
     gb.release().await.unwrap();
+    // A team member takes part too, and a, without credentials, follows the team's node.
+    let ga = take_turns(&make(&team), &ma).await;
+    team.delete(ga.node(), None).await.expect("the team may delete children, as its ACL says");
+    assert!(matches!(ga.release().await, Err(Error::LockLost { .. })));
     assert!(children(&team, &dir).await.is_empty());
 }
 
@@ -164,13 +168,15 @@ async fn a_directory_that_refuses_deletes_is_detected_before_creating() {
         }
     }
     assert!(children(&a, &dir).await.is_empty(), "no node may be created that cannot be deleted");
-    // Nor with ACLs of our own that would create such a directory (on a session with
-    // credentials: one without is given what this process's contenders need, see `acls`).
-    let fresh = format!("{}/lock", unique_path("no-delete-own"));
+    // Nor with ACLs of our own that would create such a directory, on a session with
+    // credentials or without (this process's own identity gets no more than the ACLs give).
     let c = with_digest(&cs, "someone:pw").await;
-    let mutex = Mutex::builder(&c, fresh.clone()).acls(Acls::new(&no_delete)).build().unwrap();
-    assert!(matches!(mutex.lock().await.map(drop), Err(Error::NotAuthorized { .. })));
-    assert!(children(&a, &fresh).await.is_empty());
+    for session in [&a, &c] {
+        let fresh = format!("{}/lock", unique_path("no-delete-own"));
+        let mutex = Mutex::builder(session, fresh.clone()).acls(Acls::new(&no_delete)).build().unwrap();
+        assert!(matches!(mutex.lock().await.map(drop), Err(Error::NotAuthorized { .. })));
+        assert!(children(&a, &fresh).await.is_empty());
+    }
 }
 
 #[tokio::test]

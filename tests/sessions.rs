@@ -486,3 +486,32 @@ async fn waits_go_on_through_long_cuts_relocks_and_multi_locks() {
         assert!(children(&other, p).await.is_empty(), "{p} not empty");
     }
 }
+
+/// A mutex built with `lose_on_suspend(true)`: a short cut ends the hold at once
+/// (`ConnectionSuspended`), its node is deleted as soon as the connection is back, on the same
+/// session, and the waiter behind it is granted then, well before any expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_ends_on_suspension_lets_the_next_in_after_a_short_cut() {
+    let server = ZkServer::start();
+    let proxy = TcpProxy::start(server.addr());
+    let timeout = Duration::from_secs(4);
+    let (a, b) = (connect(&proxy.connect_string(), timeout).await, connect(&server.connect_string(), timeout).await);
+    let path = common::unique_path("strict");
+    let guard = Mutex::builder(&a, path.clone()).lose_on_suspend(true).build().unwrap().lock().await.unwrap();
+    let mb = Mutex::new(&b, path.clone()).unwrap();
+    let waiter = tokio::spawn(async move { mb.lock().await });
+    assert!(common::wait_until_async(Duration::from_secs(5), || async { children(&b, &path).await.len() == 2 }).await);
+    proxy.set_mode(ProxyMode::Refuse);
+    let cut = Instant::now();
+    assert!(common::wait_until(Duration::from_secs(2), || guard.state() == LockState::Lost).await);
+    assert_eq!(guard.lost_reason(), Some(LostReason::ConnectionSuspended));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the node is still there while cut");
+    proxy.set_mode(ProxyMode::Pass);
+    let next = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("granted").unwrap().unwrap();
+    assert!(cut.elapsed() < timeout * 3 / 4, "granted {:?} after the cut", cut.elapsed());
+    assert_eq!(a.state(), zk_lock::zk::SessionState::SyncConnected, "the session outlived the cut");
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+    next.release().await.unwrap();
+    assert!(children(&b, &path).await.is_empty());
+}
