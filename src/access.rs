@@ -53,7 +53,11 @@ pub(crate) fn needs_peer(user: &[zk::Acl]) -> bool {
 pub(crate) fn peers_in(acls: &[zk::Acl]) -> Vec<zk::AuthId> {
     acls.iter()
         .filter(|acl| acl.scheme() == "digest")
-        .filter(|acl| acl.id().split(':').next().is_some_and(|u| u.starts_with(PEER_USER_PREFIX) && is_own_user(u)))
+        .filter(|acl| match acl.id().split_once(':') {
+            // `user:<28 base64>` exactly: the request size is bounded for such entries.
+            Some((user, hash)) => user.starts_with(PEER_USER_PREFIX) && is_own_user(user) && hash.len() == 28,
+            None => false,
+        })
         .map(|acl| acl.auth_id().clone())
         .collect()
 }

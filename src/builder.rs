@@ -198,7 +198,10 @@ impl<R> LockBuilder<R> {
     ///   (without WRITE and ADMIN, as above) and on the directories the lock creates, never
     ///   with a permission the ACLs give nobody: the sessions of one process take turns, and
     ///   every other client is refused as those ACLs say. Credentialed contenders that join
-    ///   such a directory let its maker's credential-less sessions follow their nodes.
+    ///   such a directory let its maker's credential-less sessions follow their nodes (as the
+    ///   directory was when they first used it through this handle on this session: should it be
+    ///   reaped and made again by another process meanwhile, that process's sessions cannot
+    ///   follow them until they build the lock again).
     ///   Contenders in *other* processes need credentials that the ACLs name: to them, a
     ///   directory made this way answers [`Error::NotAuthorized`](crate::Error::NotAuthorized)
     ///   before anything is written, and so it does to the same program's next run, until the
@@ -320,8 +323,9 @@ impl<R> LockBuilder<R> {
     /// `LeaderLatch` does under its default `StandardConnectionStateErrorPolicy`: `true` by
     /// default for a [`LeaderElection`](crate::LeaderElection), `false` for the locks.
     ///
-    /// With `true`, the first moment we cannot be sure of the connection (the client lost it,
-    /// or the server has not answered for half the session timeout) turns the guard (or
+    /// With `true`, the first moment we cannot be sure of the connection, as the session's
+    /// monitor or a look at the state sees it (the client lost it, or the server has not
+    /// answered for half the session timeout), turns the guard (or
     /// leadership) `Lost` with [`LostReason::ConnectionSuspended`](crate::LostReason::ConnectionSuspended),
     /// never merely `Suspended`, and the node is deleted in the background as soon as the
     /// connection is back (if the session is still alive), so the next in line goes ahead. An

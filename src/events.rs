@@ -77,6 +77,11 @@ pub(crate) fn connection_state(state: crate::ConnectionState, session: zk::Sessi
     }
 }
 
+/// An acquire granted while the connection was in doubt (so lost at once) queues again.
+pub(crate) fn requeued_in_doubt(lock: &str, session: zk::SessionId) {
+    info!(target: "zk_lock", lock, session = %session, "granted while the connection was in doubt: queueing again");
+}
+
 /// A waiting acquire whose session ended queues again on the new one.
 pub(crate) fn requeued(lock: &str, old: zk::SessionId) {
     info!(target: "zk_lock", lock, old_session = %old, "session lost while waiting: queueing again on the new session");

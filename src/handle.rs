@@ -63,9 +63,12 @@ impl Lanes {
     }
 }
 
-/// Whether `guard`, on a hold that a suspension ends, was already in doubt when granted.
-fn lost_on_suspension(guard: &LockGuard) -> bool {
-    guard.state() == LockState::Lost && guard.lost_reason() == Some(LostReason::ConnectionSuspended)
+/// Whether `guard` was already lost for doubt about the connection when granted: on a hold
+/// that a suspension ends, or because the server had not been heard from for long (say, just
+/// after a reconnect), while its session lives on.
+fn lost_in_doubt(guard: &LockGuard) -> bool {
+    guard.state() == LockState::Lost
+        && matches!(guard.lost_reason(), Some(LostReason::ConnectionSuspended | LostReason::SuspendedTooLong))
 }
 
 /// Whether `guard` is already lost with its session.
@@ -150,10 +153,14 @@ impl Handle {
                 // ours for no moment at all. Its node is deleted; queue again (at the back, as
                 // Curator's latch does after a suspension), or report it to a call that does
                 // not wait.
-                Ok(guard) if lost_on_suspension(&guard) => {
+                Ok(guard) if lost_in_doubt(&guard) && conn.is_current(&client) && !client.state().is_terminated() => {
                     drop(guard);
+                    events::requeued_in_doubt(self.path().as_str(), client.session_id());
                     if bounded {
                         return Err(Error::ConnectionLoss { path: self.path().to_string(), after: Duration::ZERO });
+                    }
+                    if deadline.is_some_and(|at| Instant::now() >= at) {
+                        return Err(timed_out());
                     }
                     continue;
                 }

@@ -216,7 +216,10 @@
 //! | INFO | `session lost while waiting: queueing again on the new session` | lock, old_session | a waiting acquire re-queues |
 //! | WARN | `could not establish a zookeeper session` | connect, attempt, error | a connection attempt of a [`Session`] failed |
 //! | ERROR | `giving up on zookeeper: no new session` | error | a [`Session`] gave up |
-//! | DEBUG / ERROR | `lease ran out: node deleted` / `lease ran out but the node could not be deleted` | lock, node (, error) | a lease ended a hold |
+//! | INFO | `granted while the connection was in doubt: queueing again` | lock, session | a grant lost at once (see [`LockBuilder::lose_on_suspend`]) re-queues |
+//! | DEBUG / ERROR | `lease ran out: node deleted` / `lease ran out, but the node could not be deleted` | lock, node (, error) | a lease ended a hold |
+//! | DEBUG / ERROR | `hold ended by a suspension: node deleted` / `…, but the node could not be deleted` | lock, node (, error) | a hold that ends on a suspension was withdrawn |
+//! | WARN | `restricted ACLs on a session without credentials: …` | lock | first use of such a lock, see [`MutexBuilder::acls`] |
 //!
 //! # Limits
 //!

@@ -122,6 +122,12 @@ impl SessionShared {
         self.base + Duration::from_nanos(self.heard.load(Ordering::Acquire))
     }
 
+    /// Whether we cannot be sure of the connection at `now`: it is down, or the server has not
+    /// answered for half the session timeout.
+    pub(crate) fn in_doubt(&self, now: Instant) -> bool {
+        !self.connected() || now >= self.last_heard() + self.suspend_after
+    }
+
     /// Whether the session is known to be over.
     pub(crate) fn is_over(&self) -> bool {
         self.terminated.load(Ordering::Acquire) || self.client.state().is_terminated()

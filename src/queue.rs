@@ -449,7 +449,9 @@ impl Queue {
         let mut me = me;
         let mut acl = acl;
         let peer = match &mut me {
-            Some(me) if !has_credentials(me) && needs_peer(&self.acls) => {
+            // (Also with open ACLs, when the directory is closed to us: one made under
+            // restricted ACLs by this process's other sessions lets its peers in.)
+            Some(me) if !has_credentials(me) && (needs_peer(&self.acls) || acl == Err(zk::Error::NoAuth)) => {
                 let peer = until_known(&self.client, dir, || peer_id(&self.client)).await?;
                 let peer = peer.map_err(|e| Error::from_zk(e, dir))?;
                 // `whoAmI` answered before it: we are the peer user now too.
@@ -459,13 +461,13 @@ impl Queue {
                 if acl == Err(zk::Error::NoAuth) {
                     acl = until_known(&self.client, dir, || self.client.get_acl(dir)).await?;
                 }
-                if matches!(acl, Err(zk::Error::NoNode)) {
+                if matches!(acl, Err(zk::Error::NoNode)) && needs_peer(&self.acls) {
                     tracing::warn!(
                         target: "zk_lock",
                         lock = dir,
-                        "restricted ACLs on a session without credentials: the directories this lock creates are \
-                         usable by this process's sessions only, until the server reaps them once empty; give the \
-                         sessions credentials for a lock shared with other processes or later runs"
+                        "restricted ACLs on a session without credentials: of the sessions without credentials, only \
+                         this process's can use the directories this lock creates, until the server reaps them once \
+                         empty; give the sessions credentials for a lock shared with other processes or later runs"
                     );
                 }
                 Some(peer)
@@ -498,7 +500,7 @@ impl Queue {
             .map(peers_in)
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| Some(p) != peer.as_ref())
+            .filter(|p| Some(p) != peer.as_ref() && !self.acls.iter().any(|a| a.auth_id() == p))
             .take(1)
             .collect();
         let node_acls = node_acls(&self.acls, owner, peer.as_ref(), &dir_peers, self.revocable);

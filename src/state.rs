@@ -149,7 +149,8 @@ impl Tracker {
         ticket: &Ticket,
         spec: &Spec,
     ) -> Arc<Tracker> {
-        let initial = if session.connected() { LockState::Held } else { LockState::Suspended };
+        let doubt = if spec.lose_on_suspend { session.in_doubt(Instant::now()) } else { !session.connected() };
+        let initial = if doubt { LockState::Suspended } else { LockState::Held };
         let (tx, _) = watch::channel(initial);
         let tracker = Arc::new(Tracker {
             tx,
@@ -183,7 +184,7 @@ impl Tracker {
                 let reason =
                     if self.session.is_over() { LostReason::SessionExpired } else { LostReason::SuspendedTooLong };
                 self.lose_session(reason);
-            } else if self.lose_on_suspend && !self.session.connected() {
+            } else if self.lose_on_suspend && self.session.in_doubt(Instant::now()) {
                 // Seen here before the monitor's task could run: the connection just dropped.
                 self.set_connected(false);
             }
@@ -200,7 +201,8 @@ impl Tracker {
     /// goes to `Lost` instead of `Suspended`.
     pub(crate) fn set_connected(&self, connected: bool) {
         if !connected && self.lose_on_suspend {
-            self.lose_session(LostReason::ConnectionSuspended);
+            let over = self.session.is_over();
+            self.lose_session(if over { LostReason::SessionExpired } else { LostReason::ConnectionSuspended });
             return;
         }
         let next = if connected { LockState::Held } else { LockState::Suspended };

@@ -396,9 +396,11 @@ async fn leases_kill_after_and_permits() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A lock whose ACLs name only the credential-less sessions of this (test) process: another
-/// process without credentials (the command) is refused with the not-authorized code, and
-/// writes nothing; this process's own sessions go on taking turns.
+/// A lock the command's ACLs (open, its default) cannot use: a directory made under
+/// `creator_all` by the credential-less sessions of this (test) process. The command is refused
+/// with the not-authorized code (77) and writes nothing; this process's own sessions go on
+/// taking turns. (`edges::another_process_without_credentials_is_refused_a_creator_all_lock`
+/// checks a contender of another process with the same restricted ACLs.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_without_credentials_is_refused_a_creator_all_lock() {
     use zk_lock::zk::Acls;

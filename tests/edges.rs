@@ -149,7 +149,52 @@ async fn unauthenticated_sessions_take_turns_on_explicit_digest_acls() {
     let ga = take_turns(&make(&team), &ma).await;
     team.delete(ga.node(), None).await.expect("the team may delete children, as its ACL says");
     assert!(matches!(ga.release().await, Err(Error::LockLost { .. })));
+    // And the team member follows b's node.
+    let gt = take_turns(&mb, &make(&team)).await;
+    gt.release().await.unwrap();
     assert!(children(&team, &dir).await.is_empty());
+}
+
+const CHILD_LOCK: &str = "ZK_LOCK_TEST_CHILD_LOCK";
+
+/// Two credential-less sessions of this process hold a `creator_all` lock; a credential-less
+/// contender in another process (this test binary again, run as a child) with the same ACLs
+/// has an identity of its own and is refused with `NotAuthorized`, writing nothing.
+#[tokio::test]
+async fn another_process_without_credentials_is_refused_a_creator_all_lock() {
+    if let Ok(dir) = std::env::var(CHILD_LOCK) {
+        // The child's part.
+        let c = connect(&shared_connect(), T).await;
+        let mutex = Mutex::builder(&c, dir).acls(Acls::creator_all()).build().unwrap();
+        let result = mutex.try_lock().await.map(drop);
+        println!(
+            "CHILD-RESULT: {}",
+            if matches!(result, Err(Error::NotAuthorized { .. })) { "refused" } else { "other" }
+        );
+        return;
+    }
+    let cs = shared_connect();
+    let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
+    let dir = format!("{}/lock", unique_path("creator-all-other-process"));
+    let make = |c: &zk::Client| Mutex::builder(c, dir.clone()).acls(Acls::creator_all()).build().unwrap();
+    let (ma, mb) = (make(&a), make(&b));
+    let held = ma.lock().await.unwrap(); // keeps the directory from being reaped
+    let before = a.get_children(&dir).await.unwrap().1;
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["another_process_without_credentials_is_refused_a_creator_all_lock", "--exact", "--nocapture"])
+        .env(CHILD_LOCK, &dir)
+        .env("ZOOKEEPER_CONNECT", &cs)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), child).await.expect("child finished").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("CHILD-RESULT: refused"), "{stdout}");
+    let after = a.get_children(&dir).await.unwrap().1;
+    assert_eq!((after.cversion, after.pzxid), (before.cversion, before.pzxid), "the child wrote nothing");
+    let waiter = tokio::spawn(async move { mb.lock().await });
+    held.release().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap().release().await.unwrap();
+    assert!(children(&a, &dir).await.is_empty());
 }
 
 #[tokio::test]
