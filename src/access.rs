@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn the_process_peers_get_what_the_acls_give_anyone_and_not_already_them() {
-        let peer = AuthId::new("digest", &format!("zk-lock-peer-{HEX}:y"));
+        let peer = AuthId::new("digest", &format!("zk-lock-peer-{HEX}:{}", "h".repeat(28)));
         let rcd = P::READ | P::CREATE | P::DELETE;
         // Explicit digest ACLs name someone else: this process's peers get their own entry.
         let team = [Acl::new(P::ALL, AuthId::new("digest", "team:hash="))];

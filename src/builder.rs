@@ -168,7 +168,9 @@ impl<R> LockBuilder<R> {
     /// permissions by default.
     ///
     /// * **Directories** the lock creates get these ACLs (plus, on a session without
-    ///   credentials, an entry for this process's identity: see below). Every contender needs READ,
+    ///   credentials, an entry for this process's identity: see below), its missing *parents*
+    ///   too, as with Curator: with restricted ACLs, make the parents that other clients share
+    ///   yourself (say, open), or they are closed to them as well. Every contender needs READ,
     ///   CREATE and DELETE on the lock directory: DELETE of a node is decided by its *parent*,
     ///   so with an open directory anyone can delete the holder's node and pass the lock on.
     ///   Before its first create, a lock checks that the directory (or, if it must create it,

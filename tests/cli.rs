@@ -406,7 +406,11 @@ async fn another_process_without_credentials_is_refused_a_creator_all_lock() {
     use zk_lock::zk::Acls;
     let cs = shared_connect();
     let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
-    let path = format!("{}/lock", unique_path("cli-creator-all"));
+    // Parents open to all, made first: those a lock makes get its ACLs, which would close
+    // the shared test root to every other client.
+    let root = unique_path("cli-creator-all");
+    common::ensure_path(&a, &root).await;
+    let path = format!("{root}/lock");
     let ma = zk_lock::Mutex::builder(&a, path.clone()).acls(Acls::creator_all()).build().unwrap();
     let mb = zk_lock::Mutex::builder(&b, path.clone()).acls(Acls::creator_all()).build().unwrap();
     // Held meanwhile, so that the directory is not reaped.

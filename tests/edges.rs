@@ -82,7 +82,11 @@ async fn shared_digest_credentials_take_turns_on_explicit_digest_acls() {
     let cs = shared_connect();
     let (one, two) = (with_digest(&cs, "team:pw").await, with_digest(&cs, "team:pw").await);
     let stranger = connect(&cs, T).await;
-    let dir = format!("{}/lock", unique_path("digest-acl"));
+    // Parents open to all, made first: those a lock makes get its ACLs, which would close
+    // the shared test root to every other client.
+    let root = unique_path("digest-acl");
+    common::ensure_path(&one, &root).await;
+    let dir = format!("{root}/lock");
     let acl = [Acl::new(Permission::ALL, AuthId::new("digest", &digest_id("team", "pw")))];
     let make = |c: &zk::Client| Mutex::builder(c, dir.clone()).acls(Acls::new(&acl)).build().unwrap();
     let (ma, mb) = (make(&one), make(&two));
@@ -132,7 +136,11 @@ async fn unauthenticated_sessions_take_turns_on_explicit_digest_acls() {
     let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
     let (stranger, raw) = (with_digest(&cs, "other:pw").await, connect(&cs, T).await);
     let team = with_digest(&cs, "team:pw").await;
-    let dir = format!("{}/lock", unique_path("digest-acl-anon"));
+    // Parents open to all, made first: those a lock makes get its ACLs, which would close
+    // the shared test root to every other client.
+    let root = unique_path("digest-acl-anon");
+    common::ensure_path(&a, &root).await;
+    let dir = format!("{root}/lock");
     let acl = [Acl::new(Permission::ALL, AuthId::new("digest", &digest_id("team", "pw")))];
     let make = |c: &zk::Client| Mutex::builder(c, dir.clone()).acls(Acls::new(&acl)).build().unwrap();
     let (ma, mb) = (make(&a), make(&b));
@@ -175,7 +183,11 @@ async fn another_process_without_credentials_is_refused_a_creator_all_lock() {
     }
     let cs = shared_connect();
     let (a, b) = (connect(&cs, T).await, connect(&cs, T).await);
-    let dir = format!("{}/lock", unique_path("creator-all-other-process"));
+    // Parents open to all, made first: those a lock makes get its ACLs, which would close
+    // the shared test root to every other client.
+    let root = unique_path("creator-all-other-process");
+    common::ensure_path(&a, &root).await;
+    let dir = format!("{root}/lock");
     let make = |c: &zk::Client| Mutex::builder(c, dir.clone()).acls(Acls::creator_all()).build().unwrap();
     let (ma, mb) = (make(&a), make(&b));
     let held = ma.lock().await.unwrap(); // keeps the directory from being reaped
