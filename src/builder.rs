@@ -333,7 +333,8 @@ impl<R> LockBuilder<R> {
     /// connection is back (if the session is still alive), so the next in line goes ahead. An
     /// acquire granted while the connection is already in doubt queues again (at the back)
     /// instead of returning a hold that is lost from the start; a `try_` acquire returns
-    /// [`Error::ConnectionLoss`](crate::Error::ConnectionLoss). Even a session the server closes
+    /// [`Error::ConnectionLoss`](crate::Error::ConnectionLoss). (Any lock does the same with a
+    /// grant that comes after 85 % of the session timeout without contact, already `Lost`.) Even a session the server closes
     /// under us on someone else's request (a forced expiry, which no timer can foresee) is then
     /// reported lost as soon as its connection drops, which in practice comes before the next
     /// contender, woken by the server, has listed the queue again (a race won by a round trip,

@@ -77,9 +77,10 @@ pub enum Error {
     /// for `after`, twice the session timeout, without the session ending: the server may be
     /// refusing them (for example a request larger than its `jute.maxbuffer` makes it drop the
     /// connection), or it is unreachable. Any node we created is deleted in the background.
-    /// Also from a `try_` acquire of a hold that ends on a suspension
-    /// ([`LockBuilder::lose_on_suspend`](crate::LockBuilder::lose_on_suspend)) granted while
-    /// the connection was in doubt: then `after` is zero.
+    /// Also from a `try_` acquire granted while the connection was in doubt, which would
+    /// return a hold lost from the start: on a hold that ends on a suspension
+    /// ([`LockBuilder::lose_on_suspend`](crate::LockBuilder::lose_on_suspend)), or on any hold
+    /// after 85 % of the session timeout without contact. Then `after` is zero.
     #[error("connection trouble: requests about {path} kept failing for {after:?}")]
     ConnectionLoss {
         /// The path of the request that kept failing.

@@ -149,23 +149,25 @@ impl Handle {
                 result = attempt(queue, left) => result,
             };
             let result = match result {
-                // Granted while the connection was in doubt, on a hold that a suspension ends:
-                // ours for no moment at all. Its node is deleted; queue again (at the back, as
-                // Curator's latch does after a suspension), or report it to a call that does
-                // not wait.
+                // Granted while the connection was in doubt (a hold that a suspension ends, or
+                // any hold after 85 % of the session timeout without contact), the session
+                // still ours: ours for no moment at all. Its node is deleted; queue again (at
+                // the back, as Curator's latch does after a suspension), or report it to a call
+                // that does not wait.
                 Ok(guard) if lost_in_doubt(&guard) && conn.is_current(&client) && !client.state().is_terminated() => {
                     drop(guard);
-                    events::requeued_in_doubt(self.path().as_str(), client.session_id());
                     if bounded {
                         return Err(Error::ConnectionLoss { path: self.path().to_string(), after: Duration::ZERO });
                     }
                     if deadline.is_some_and(|at| Instant::now() >= at) {
                         return Err(timed_out());
                     }
+                    events::requeued_in_doubt(self.path().as_str(), client.session_id());
                     continue;
                 }
-                // Granted, but the session ended meanwhile: that hold is worth nothing.
-                Ok(guard) if conn.heals() && (!conn.is_current(&client) || lost_with_session(&guard)) => {
+                // Granted, but the session ended meanwhile: that hold is worth nothing (a plain
+                // client reports it; a `Session` may queue again below).
+                Ok(guard) if !conn.is_current(&client) || lost_with_session(&guard) => {
                     drop(guard);
                     Err(Error::SessionExpired)
                 }

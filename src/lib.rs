@@ -200,6 +200,8 @@
 //! `zk_lock::try_lock`, `zk_lock::relock`) or `zk_lock::release`. Fields: `lock` (path),
 //! `node`, `session` and `token` (hex), `waited_ms`, `held_ms`.
 //!
+//! The main events (others, at DEBUG, trace retries and cleanups):
+//!
 //! | level | message | fields | when |
 //! |---|---|---|---|
 //! | DEBUG | `enqueued` | lock, node, session, token | our node is created |
@@ -216,7 +218,7 @@
 //! | INFO | `session lost while waiting: queueing again on the new session` | lock, old_session | a waiting acquire re-queues |
 //! | WARN | `could not establish a zookeeper session` | connect, attempt, error | a connection attempt of a [`Session`] failed |
 //! | ERROR | `giving up on zookeeper: no new session` | error | a [`Session`] gave up |
-//! | INFO | `granted while the connection was in doubt: queueing again` | lock, session | a grant lost at once (see [`LockBuilder::lose_on_suspend`]) re-queues |
+//! | INFO | `granted while the connection was in doubt: queueing again` | lock, session | a grant lost at once (see [`LockBuilder::lose_on_suspend`], or after 85 % of the session timeout without contact) re-queues |
 //! | DEBUG / ERROR | `lease ran out: node deleted` / `lease ran out, but the node could not be deleted` | lock, node (, error) | a lease ended a hold |
 //! | DEBUG / ERROR | `hold ended by a suspension: node deleted` / `…, but the node could not be deleted` | lock, node (, error) | a hold that ends on a suspension was withdrawn |
 //! | WARN | `restricted ACLs on a session without credentials: …` | lock | first use of such a lock, see [`MutexBuilder::acls`] |

@@ -166,13 +166,18 @@ async fn errors_are_one_line_with_their_code() {
     }
     // Not authorized: a directory only another identity may use.
     let owner = zk_lock::Session::builder(&cs).auth("digest", "owner:secret").connect().await.unwrap();
-    let path = unique_path("cli-acl");
+    // The parents open to all, made first: those the lock makes get its ACLs, which would
+    // close the shared test root to the other tests.
+    let root = unique_path("cli-acl");
+    common::ensure_path(&connect(&cs, T).await, &root).await;
+    let path = format!("{root}/lock");
     let m = zk_lock::Mutex::builder(&owner, &path).acls(zk_lock::zk::Acls::creator_all()).build().unwrap();
-    m.lock().await.unwrap().release().await.unwrap();
+    let held = m.lock().await.unwrap(); // keeps the directory from being reaped meanwhile
     let mut c = zk_lock(&cs);
     c.args(["run", &path, "--", "true"]);
     let out = output(c).await;
     assert_eq!(out.status.code(), Some(77), "{}", String::from_utf8_lossy(&out.stderr));
+    held.release().await.unwrap();
 }
 
 /// The lock is lost while the command runs (the server expires zk-lock's session during a

@@ -196,6 +196,7 @@ async fn another_process_without_credentials_is_refused_a_creator_all_lock() {
         .args(["another_process_without_credentials_is_refused_a_creator_all_lock", "--exact", "--nocapture"])
         .env(CHILD_LOCK, &dir)
         .env("ZOOKEEPER_CONNECT", &cs)
+        .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), child).await.expect("child finished").unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
