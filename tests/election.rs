@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use common::{children, connect, shared_connect, unique_path, ProxyMode, TcpProxy, ZkServer};
 use zk_lock::{LeaderElection, LockState, LostReason};
 
-const T: Duration = Duration::from_secs(4);
+/// The longest the harness's servers grant: a leadership ends on a suspension, and a server
+/// that stalls for half a short timeout (several servers starting at once on two cores) would
+/// end it before the test looks.
+const T: Duration = Duration::from_secs(10);
 
 /// Every leader an observer reported (its node), with the time.
 type Seen = Arc<StdMutex<Vec<(Instant, Option<String>)>>>;
@@ -88,7 +91,9 @@ async fn a_force_expired_leader_knows_before_the_next_one_leads() {
     let server = ZkServer::start();
     let cs = server.connect_string();
     let path = "/election/expiry";
-    let timeout = Duration::from_secs(4);
+    // Long enough that a stalled server (several starting at once) does not end A's leadership
+    // before the test expires it; short enough for the harness's forced expiry.
+    let timeout = Duration::from_secs(6);
     let (a, b, o) = (connect(&cs, timeout).await, connect(&cs, timeout).await, connect(&cs, timeout).await);
     let observer = LeaderElection::new(&o, path).unwrap();
     let la = Arc::new(LeaderElection::new(&a, path).unwrap().campaign().await.unwrap());
@@ -133,7 +138,7 @@ async fn a_force_expired_leader_knows_before_the_next_one_leads() {
 async fn a_short_cut_ends_leadership_unless_told_otherwise() {
     let server = ZkServer::start();
     let proxy = TcpProxy::start(server.addr());
-    let timeout = Duration::from_secs(4);
+    let timeout = T;
     for lose in [true, false] {
         let path = format!("/election/cut-{lose}");
         let (a, b) =
@@ -156,7 +161,7 @@ async fn a_short_cut_ends_leadership_unless_told_otherwise() {
         proxy.set_mode(ProxyMode::Pass);
         if lose {
             assert_eq!(la.lost_reason(), Some(LostReason::ConnectionSuspended));
-            let lb = tokio::time::timeout(Duration::from_secs(5), wb).await.expect("B leads").unwrap().unwrap();
+            let lb = tokio::time::timeout(Duration::from_secs(7), wb).await.expect("B leads").unwrap().unwrap();
             // Well within the session timeout: A deleted its node, the server did not expire it.
             assert!(cut.elapsed() < timeout * 3 / 4, "B led {:?} after the cut", cut.elapsed());
             assert_eq!(a.state(), zk_lock::zk::SessionState::SyncConnected, "the session outlived the cut");
@@ -177,7 +182,7 @@ async fn a_short_cut_ends_leadership_unless_told_otherwise() {
             assert_eq!(again.state(), LockState::Held, "{:?}", again.lost_reason());
             again.resign().await.unwrap();
         } else {
-            assert!(common::wait_until(Duration::from_secs(3), || la.state() == LockState::Held).await);
+            assert!(common::wait_until(Duration::from_secs(7), || la.state() == LockState::Held).await);
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(!wb.is_finished(), "A still leads");
             la.resign().await.unwrap();

@@ -494,7 +494,7 @@ async fn waits_go_on_through_long_cuts_relocks_and_multi_locks() {
 async fn a_lock_that_ends_on_suspension_lets_the_next_in_after_a_short_cut() {
     let server = ZkServer::start();
     let proxy = TcpProxy::start(server.addr());
-    let timeout = Duration::from_secs(4);
+    let timeout = Duration::from_secs(10); // a server stall of half of it must not end the hold
     let (a, b) = (connect(&proxy.connect_string(), timeout).await, connect(&server.connect_string(), timeout).await);
     let path = common::unique_path("strict");
     let guard = Mutex::builder(&a, path.clone()).lose_on_suspend(true).build().unwrap().lock().await.unwrap();
@@ -508,7 +508,7 @@ async fn a_lock_that_ends_on_suspension_lets_the_next_in_after_a_short_cut() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished(), "the node is still there while cut");
     proxy.set_mode(ProxyMode::Pass);
-    let next = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("granted").unwrap().unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(7), waiter).await.expect("granted").unwrap().unwrap();
     assert!(cut.elapsed() < timeout * 3 / 4, "granted {:?} after the cut", cut.elapsed());
     assert_eq!(a.state(), zk_lock::zk::SessionState::SyncConnected, "the session outlived the cut");
     assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
