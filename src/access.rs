@@ -106,10 +106,8 @@ pub(crate) fn node_acls(
             out.push(zk::Acl::new(perms, peer.clone()));
         }
         // Another process's peer: an `auth` entry of ours does not name it.
-        for other in dir_peers.iter().filter(|p| Some(*p) != peer) {
-            if !world_has(user, perms) {
-                out.push(zk::Acl::new(perms, other.clone()));
-            }
+        if !world_has(user, perms) {
+            out.extend(dir_peers.iter().filter(|p| Some(*p) != peer).map(|p| zk::Acl::new(perms, p.clone())));
         }
     }
     out.push(owner);

@@ -238,13 +238,12 @@ async fn monitor(weak: Weak<SessionShared>, wake: Arc<Notify>) {
         // A hold that a suspension ends is lost only on real doubt: no connection, or no answer
         // for half the session timeout. (A change of connection noticed late, with the session
         // alive and our node still there, let nobody else in.)
-        let sure = connected && now < heard + s.suspend_after;
+        let sure = !s.in_doubt(now);
         let mut next = now + s.heartbeat_every;
         for t in &trackers {
             t.set_connected(if t.loses_on_suspend() { sure } else { fresh });
             if t.take_withdrawal() {
                 // A suspension ended the hold: our node goes as soon as the connection is back.
-                t.start_release();
                 tokio::spawn(crate::cleanup::delete_lost(t.clone(), client.clone(), "hold ended by a suspension"));
             }
             if !t.watched.load(Ordering::Acquire) {

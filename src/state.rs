@@ -131,8 +131,6 @@ pub(crate) struct Tracker {
     pub(crate) revocable: bool,
     /// A suspension ends the hold (see `LockBuilder::lose_on_suspend`).
     lose_on_suspend: bool,
-    /// Set once the node of a hold that a suspension ended is being deleted.
-    withdrawing: AtomicBool,
     /// Set once someone asked us to let go.
     revocation: watch::Sender<bool>,
     /// Why we lost it, once we did.
@@ -164,7 +162,6 @@ impl Tracker {
             writes_hand_off: ticket.writes_hand_off,
             revocable: spec.revocable,
             lose_on_suspend: spec.lose_on_suspend,
-            withdrawing: AtomicBool::new(false),
             revocation: watch::channel(false).0,
             reason: std::sync::OnceLock::new(),
             lease: ticket.lease.map(|(at, _)| watch::channel(at).0),
@@ -258,12 +255,12 @@ impl Tracker {
     }
 
     /// Whether the node of this hold, which a suspension ended, is still to be deleted; `true`
-    /// once, to the caller that is to delete it (unless the holder already releases it).
+    /// once, to the caller that is to delete it, which it marks as releasing it (unless the
+    /// holder already releases it).
     pub(crate) fn take_withdrawal(&self) -> bool {
         self.lose_on_suspend
             && matches!(self.reason.get(), Some(LostReason::ConnectionSuspended | LostReason::SuspendedTooLong))
-            && !self.is_releasing()
-            && !self.withdrawing.swap(true, Ordering::AcqRel)
+            && !self.releasing.swap(true, Ordering::AcqRel)
     }
 
     /// Someone asked us to let go: says so once.
